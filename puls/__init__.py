@@ -1,0 +1,1 @@
+"""Puls: the composition root (settings, CLI) over ingest, retrieval, serving, guardrails."""

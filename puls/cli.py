@@ -1,0 +1,220 @@
+"""`puls`: ingest, search, serve, demo. Errors are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+
+from puls.settings import Settings, load_settings
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False
+)
+PARIS = ZoneInfo("Europe/Paris")
+BUNDLED_DATA = Path(__file__).resolve().parent.parent / "data" / "openagenda"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"puls: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(PARIS)
+    try:
+        now = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 datetime", param_hint="--now"
+        ) from None
+    return now if now.tzinfo else now.replace(tzinfo=PARIS)
+
+
+def _source_files(paths: list[Path]) -> list[Path]:
+    """Files as given; a directory stands for the .json and .csv files in it."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in {".json", ".csv"}))
+        else:
+            files.append(path)
+    return files
+
+
+def run_ingest(
+    settings: Settings, paths: list[Path], quiet: bool, mapping: Path | None = None
+) -> dict[str, Any]:
+    from ingest.mapping import MappingError, load_mapping
+    from ingest.pipeline import ingest_paths
+    from retrieval import close_retriever, open_retriever
+
+    try:
+        chosen = load_mapping(mapping) if mapping else None
+    except MappingError as exc:
+        _fail(str(exc), 2)
+    retriever = open_retriever(settings.retrieval)
+    try:
+        report = ingest_paths(
+            _source_files(paths),
+            retriever.embedder,
+            retriever.vectors,
+            retriever.events,
+            batch_size=settings.ingest.batch_size,
+            mapping=chosen,
+            progress=not quiet and sys.stderr.isatty(),
+        )
+    finally:
+        close_retriever(retriever)
+    for error in report.errors:
+        typer.echo(f"puls: error: {error}", err=True)
+    return report.as_dict()
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Export files (.json/.csv) or directories.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    mapping: Annotated[
+        Path | None, typer.Option(help="Column mapping YAML for a custom layout.")
+    ] = None,
+) -> None:
+    """Load event exports into the stores; unchanged events are skipped."""
+    report = run_ingest(load_settings(), paths, quiet=as_json, mapping=mapping)
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, default=str))
+    else:
+        counts = {
+            k: report[k] for k in ("read", "inserted", "updated", "unchanged", "rejected", "merged")
+        }
+        typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
+        for rule, n in report["rejects_by_rule"].items():
+            typer.echo(f"  rejected {n} row(s): {rule}")
+    if report["errors"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    text: Annotated[str, typer.Argument(help="A French request, e.g. 'concert de jazz à Paris'.")],
+    now: Annotated[str | None, typer.Option(help="Reference time, ISO 8601.")] = None,
+    lat: Annotated[float | None, typer.Option(min=-90, max=90)] = None,
+    lon: Annotated[float | None, typer.Option(min=-180, max=180)] = None,
+    top_k: Annotated[int | None, typer.Option(min=1, max=50)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Search the indexed events and show how the request was understood."""
+    from retrieval import close_retriever, open_retriever
+
+    if (lat is None) != (lon is None):
+        raise typer.BadParameter("give both --lat and --lon", param_hint="--lat/--lon")
+    reference = _parse_now(now)
+    retriever = open_retriever(load_settings().retrieval)
+    try:
+        result = retriever.search(text, reference, (lat, lon) if lat is not None else None, top_k)  # type: ignore[arg-type]
+    finally:
+        close_retriever(retriever)
+    parsed = result.parsed
+    parse = {
+        "window": {
+            "start": parsed.window.start,
+            "end": parsed.window.end,
+            "label": parsed.window.label,
+        },
+        "cities": parsed.cities,
+        "near": parsed.near.__dict__ if parsed.near else None,
+        "terms": parsed.terms,
+        "notes": parsed.notes,
+    }
+    rows = [
+        {
+            "uid": s.event.uid,
+            "title": s.event.title,
+            "start": s.event.start.astimezone(PARIS),
+            "end": s.event.end.astimezone(PARIS),
+            "city": s.event.city,
+            "url": s.event.url,
+            "score": round(s.score, 4),
+            "dense": round(s.dense, 4),
+            "lexical": round(s.lexical, 4),
+            "distance_km": None if s.distance_km is None else round(s.distance_km, 2),
+        }
+        for s in result.events
+    ]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"query": text, "parse": parse, "results": rows}, ensure_ascii=False, default=str
+            )
+        )
+        return
+    typer.echo(
+        f"when: {parsed.window.label}  cities: {', '.join(parsed.cities) or '-'}  "
+        f"terms: {' '.join(parsed.terms) or '-'}"
+    )
+    for note in parsed.notes:
+        typer.echo(f"note: {note}")
+    for i, row in enumerate(rows, 1):
+        typer.echo(
+            f"{i:2}. {row['score']:.3f}  {row['title']}  "
+            f"({row['start']:%Y-%m-%d %H:%M}, {row['city']})  uid={row['uid']}"
+        )
+    if not rows:
+        typer.echo("no event found")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default PULS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default PULS_PORT).")] = None,
+) -> None:
+    """Run the OpenAI-compatible API."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    settings = load_settings()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.serving.host,
+        port=port or settings.serving.port,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def demo(
+    data: Annotated[Path, typer.Option(help="Directory of sample exports.")] = BUNDLED_DATA,
+    port: Annotated[int | None, typer.Option(help="Port (default PULS_PORT).")] = None,
+) -> None:
+    """Ingest the bundled OpenAgenda sample (skipped when unchanged), then serve it."""
+    settings = load_settings()
+    if not data.is_dir():
+        _fail(f"{data}: sample data directory not found")
+    typer.echo(f"Ingesting {data} into {settings.retrieval.data_dir} ...")
+    report = run_ingest(settings, [data], quiet=False)
+    typer.echo(
+        f"read={report['read']} inserted={report['inserted']} updated={report['updated']} "
+        f"unchanged={report['unchanged']} rejected={report['rejected']} merged={report['merged']}"
+    )
+    bound = port or settings.serving.port
+    base = f"http://{settings.serving.host}:{bound}"
+    typer.echo(
+        f"\nPuls is starting on {base} (ready when {base}/readyz says so). Try:\n"
+        f"  curl -s {base}/v1/chat/completions -H 'Content-Type: application/json' -d "
+        '\'{"model": "puls", "messages": [{"role": "user", "content": '
+        '"Un concert de jazz à Paris en juin 2025 ?"}], '
+        '"puls": {"now": "2025-06-01T10:00:00+02:00"}}\'\n'
+        f'  or the openai SDK with base_url="{base}/v1" (see README.md).\n'
+    )
+    serve(host=None, port=bound)

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible API, its engines and its app factory."""

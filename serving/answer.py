@@ -1,0 +1,80 @@
+"""How an answer is made: facts rendered from records, a short sentence from the model.
+
+Gemma-3-270M is a base model: it continues text, it does not follow instructions, and it
+invents freely. So it only writes the opening sentence, primed by few-shot examples and by
+"Voici"; every title, date, venue and link comes from the retrieved records.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from retrieval.search import ScoredEvent, SearchResult
+
+PARIS = ZoneInfo("Europe/Paris")
+INTRO_PREFIX = "Voici"
+INTRO_STOP = ("\n", "Question :")
+
+_FEW_SHOT = """Question : Une exposition de photographie à Lyon ce week-end ?
+Sélection : 3 événements
+Réponse : Voici 3 expositions de photographie à Lyon ce week-end, pour faire le plein d'images.
+
+Question : Un atelier pour enfants à Nantes demain ?
+Sélection : 2 événements
+Réponse : Voici 2 ateliers pour les enfants à Nantes demain, parfaits pour une sortie en famille.
+
+Question : Que faire ce soir près de moi ?
+Sélection : 4 événements
+Réponse : Voici 4 idées de sorties près de chez vous pour ce soir.
+
+"""
+
+_DAYS = ("lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim.")
+_MONTHS = ("janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.",
+           "nov.", "déc.")  # fmt: skip
+
+
+def intro_prompt(question: str, count: int) -> str:
+    """The few-shot completion prompt; the model continues after "Réponse : Voici"."""
+    question = " ".join(question.split())
+    head = f"Question : {question}\nSélection : {count} événements\nRéponse : {INTRO_PREFIX}"
+    return _FEW_SHOT + head
+
+
+def format_when(start: datetime, end: datetime) -> str:
+    """'sam. 21 juin 2025, 21:00' or 'du 3 mai 2025 au 28 sept. 2025', in Paris time."""
+    s, e = start.astimezone(PARIS), end.astimezone(PARIS)
+    day = f"{_DAYS[s.weekday()]} {s.day} {_MONTHS[s.month - 1]} {s.year}"
+    if s.date() == e.date():
+        return f"{day}, {s:%H:%M}"
+    return f"du {s.day} {_MONTHS[s.month - 1]} {s.year} au {e.day} {_MONTHS[e.month - 1]} {e.year}"
+
+
+def render_event(rank: int, scored: ScoredEvent) -> str:
+    """One markdown list line: title, when, where, distance, link."""
+    event = scored.event
+    place = ", ".join(p for p in (event.venue, event.city) if p)
+    parts = [f"{rank}. **{event.title}** — {format_when(event.start, event.end)}"]
+    if place:
+        parts.append(place)
+    if scored.distance_km is not None:
+        parts.append(f"à {scored.distance_km:.1f} km".replace(".", ","))
+    line = " · ".join(parts)
+    return f"{line}\n   {event.url}" if event.url else line
+
+
+def render_events(result: SearchResult) -> str:
+    return "\n".join(render_event(i, s) for i, s in enumerate(result.events, start=1))
+
+
+def no_result_message(result: SearchResult) -> str:
+    """A deterministic answer when nothing matched: say what was searched, invent nothing."""
+    parsed = result.parsed
+    where = f" à {', '.join(parsed.cities)}" if parsed.cities else ""
+    if parsed.near is not None:
+        where = f" à moins de {parsed.near.radius_km:g} km"
+    return (
+        f"Je n'ai trouvé aucun événement correspondant{where} ({parsed.window.label}). "
+        "Essayez d'élargir la période ou le lieu."
+    )

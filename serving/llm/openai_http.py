@@ -1,0 +1,126 @@
+"""A remote engine spoken to over OpenAI's completions API: vLLM, llama.cpp's server, TGI...
+
+We talk HTTP rather than import vLLM: its module paths move between releases, the
+protocol does not. The raw-prompt `/v1/completions` route is used because the answer
+prompt is built by Puls (few-shot), the same for a base or an instruct model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from serving.llm.protocol import Chunk, EngineError, EngineUnavailable, SamplingParams, Usage
+
+CONNECT_TIMEOUT_S = 5.0
+WARM_UP_TIMEOUT_S = 120.0
+
+
+class OpenAIHTTPLLM:
+    """Streams `/completions` from an OpenAI-compatible base URL (ending in `/v1`)."""
+
+    name = "openai-http"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.model = model
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def check_health(self) -> None:
+        try:
+            response = await self._client.get("models")
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise EngineUnavailable(
+                f"LLM server at {self._client.base_url} unreachable: {exc}"
+            ) from exc
+
+    async def warm_up(self) -> None:
+        """Wait until the server answers `/models` (it may still be loading), then generate once."""
+        deadline = time.monotonic() + WARM_UP_TIMEOUT_S
+        while True:
+            try:
+                await self.check_health()
+                break
+            except EngineUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1.0)
+        async for _ in self.stream("Bonjour", SamplingParams(max_tokens=1)):
+            pass
+
+    def _body(self, prompt: str, params: SamplingParams) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": prompt,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        return body
+
+    async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Chunk]:
+        finish: str | None = None
+        usage: Usage | None = None
+        try:
+            async with self._client.stream(
+                "POST", "completions", json=self._body(prompt, params)
+            ) as response:
+                if response.status_code != 200:
+                    detail = (await response.aread()).decode(errors="replace")[:500]
+                    raise EngineError(f"LLM server answered {response.status_code}: {detail}")
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    event = json.loads(data)
+                    if "error" in event:
+                        raise EngineError(f"LLM server stream error: {event['error']}")
+                    if event.get("usage"):
+                        usage = Usage(
+                            prompt_tokens=int(event["usage"]["prompt_tokens"]),
+                            completion_tokens=int(event["usage"]["completion_tokens"]),
+                        )
+                    for choice in event.get("choices") or []:
+                        finish = choice.get("finish_reason") or finish
+                        if choice.get("text"):
+                            yield Chunk(text=choice["text"])
+                else:
+                    raise EngineError("LLM server stream ended without [DONE]")
+        except httpx.ConnectError as exc:
+            raise EngineUnavailable(f"LLM server unreachable: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise EngineError(f"LLM server failed: {exc}") from exc
+        if usage is None:
+            raise EngineError(
+                "LLM server sent no usage (stream_options.include_usage unsupported?)"
+            )
+        yield Chunk(text="", finish_reason=finish or "stop", usage=usage)
