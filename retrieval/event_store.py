@@ -117,7 +117,7 @@ class EventStore:
         """uid → content hash of every stored event: what ingest compares against."""
         with Session(self.engine) as session:
             rows = session.execute(select(EventRow.uid, EventRow.content_hash))
-            return dict(rows)
+            return dict(rows.all())  # a Result has keys(): dict(result) misreads it
 
     def upsert(self, events: Iterable[Event]) -> int:
         """Insert or replace events by uid; returns how many were written."""

@@ -5,11 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 PASSAGE_MAX_CHARS = 400
 """e5-small embeds short texts ~15x faster than long ones (measured): the passage is capped."""
+
+
+def _canonical(value: object) -> str:
+    """Datetimes as UTC ISO strings: the same instant hashes the same in any time zone."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class Event:
         facts = asdict(self)
         for volatile in ("source", "updated_at", "extra"):
             facts.pop(volatile)
-        canonical = json.dumps(facts, sort_keys=True, default=str, ensure_ascii=False)
+        canonical = json.dumps(facts, sort_keys=True, default=_canonical, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def passage(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import httpx
 
 from serving.llm.protocol import Chunk, EngineError, EngineUnavailable, SamplingParams, Usage
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
 WARM_UP_TIMEOUT_S = 120.0
@@ -88,6 +91,7 @@ class OpenAIHTTPLLM:
     async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Chunk]:
         finish: str | None = None
         usage: Usage | None = None
+        streamed = 0
         try:
             async with self._client.stream(
                 "POST", "completions", json=self._body(prompt, params)
@@ -112,6 +116,7 @@ class OpenAIHTTPLLM:
                     for choice in event.get("choices") or []:
                         finish = choice.get("finish_reason") or finish
                         if choice.get("text"):
+                            streamed += 1
                             yield Chunk(text=choice["text"])
                 else:
                     raise EngineError("LLM server stream ended without [DONE]")
@@ -120,7 +125,9 @@ class OpenAIHTTPLLM:
         except httpx.HTTPError as exc:
             raise EngineError(f"LLM server failed: {exc}") from exc
         if usage is None:
-            raise EngineError(
-                "LLM server sent no usage (stream_options.include_usage unsupported?)"
-            )
+            # llama.cpp's Python server ignores stream_options.include_usage. Both it and vLLM
+            # stream one token per chunk, so the chunk count is the completion's token count;
+            # the prompt's count is unknown and reported as 0 rather than guessed.
+            log.warning("%s sent no usage; counting streamed chunks", self._client.base_url)
+            usage = Usage(prompt_tokens=0, completion_tokens=streamed)
         yield Chunk(text="", finish_reason=finish or "stop", usage=usage)

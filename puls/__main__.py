@@ -1,0 +1,5 @@
+"""`python -m puls` = the `puls` command."""
+
+from puls.cli import app
+
+app()

@@ -1,0 +1,132 @@
+"""Shared fixtures: a slice of the real bundled data, ingested once, and a real server process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data" / "openagenda"
+PULS = [sys.executable, "-m", "puls"]
+SERVER_START_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def puls_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULS_")}
+    env.update({"PULS_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", **extra})
+    return env
+
+
+def write_slice(target: Path) -> list[Path]:
+    """Real rows from two layouts: Paris June 2025 (the jazz question) plus other months/themes."""
+    target.mkdir(parents=True, exist_ok=True)
+    with (DATA / "paris-2025-clean.csv").open(encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        fields = reader.fieldnames or []
+    june = [r for r in rows if r["date_start"].startswith("2025-06")][:150]
+    other = [r for r in rows if not r["date_start"].startswith("2025-06")][:100]
+    clean = target / "paris-clean.csv"
+    with clean.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(june + other)
+    ods = json.loads((DATA / "paris-2025-ods.json").read_text(encoding="utf-8"))
+    ods_path = target / "paris-ods.json"
+    ods_path.write_text(json.dumps({"results": ods["results"][:80]}, ensure_ascii=False), "utf-8")
+    return [clean, ods_path]
+
+
+def run_puls(
+    *args: str, env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PULS, *args], env=env, capture_output=True, text=True, timeout=600, check=check, cwd=REPO
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return write_slice(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="session")
+def ingested(tmp_path_factory: pytest.TempPathFactory, sample_files: list[Path]) -> Path:
+    """A data dir holding the slice, ingested by the real CLI (e5, Milvus Lite, SQLite)."""
+    data_dir = tmp_path_factory.mktemp("puls-data")
+    result = run_puls("ingest", *map(str, sample_files), "--json", env=puls_env(data_dir))
+    report = json.loads(result.stdout)
+    assert report["inserted"] > 200, report
+    return data_dir
+
+
+def ingested_uids(sample_files: list[Path]) -> set[str]:
+    """The uids present in the slice, read straight from the files (not through Puls)."""
+    with sample_files[0].open(encoding="utf-8") as f:
+        uids = {row["id"] for row in csv.DictReader(f)}
+    uids |= {e["uid"] for e in json.loads(sample_files[1].read_text("utf-8"))["results"]}
+    return uids
+
+
+class RemoteServer:
+    """`puls serve` in its own process on a free port, ready when /readyz is 200."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [*PULS, "serve", "--port", str(self.port)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                output = self.process.stdout.read() if self.process.stdout else ""
+                raise RuntimeError(f"puls serve exited with {self.process.returncode}:\n{output}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"puls serve not ready after {SERVER_START_TIMEOUT_S} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(ingested: Path) -> Iterator[RemoteServer]:
+    remote = RemoteServer(puls_env(ingested))
+    yield remote
+    remote.stop()

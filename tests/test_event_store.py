@@ -1,0 +1,107 @@
+"""One contract for the event store, passed by SQLite (embedded) and PostgreSQL (the machine's)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from retrieval.event_store import EventStore
+from retrieval.records import Event
+
+pytestmark = pytest.mark.integration
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway database on the machine's PostgreSQL, dropped afterwards."""
+    name = f"puls_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'events.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    events = EventStore(url)
+    yield events
+    events.close()
+
+
+def make_event(uid: str, city: str = "Paris", **changes: object) -> Event:
+    start = datetime(2025, 6, 21, 20, 30, tzinfo=PARIS)
+    fields: dict[str, object] = {
+        "uid": uid,
+        "source": "test",
+        "title": f"Concert {uid}",
+        "start": start,
+        "end": start + timedelta(hours=2),
+        "keywords": ("jazz", "fête de la musique"),
+        "city": city,
+        "lat": 48.86,
+        "lon": 2.34,
+        "url": f"https://openagenda.com/e/{uid}",
+    }
+    fields.update(changes)
+    return Event(**fields)  # type: ignore[arg-type]
+
+
+def test_round_trip_keeps_facts_and_instants(store: EventStore) -> None:
+    event = make_event("1")
+    store.upsert([event])
+    stored = store.get(["1", "missing"])
+    assert list(stored) == ["1"]
+    got = stored["1"]
+    assert got.start == event.start and got.start.tzinfo is not None
+    assert got.keywords == event.keywords and (got.lat, got.lon) == (48.86, 2.34)
+    assert got.content_hash() == event.content_hash()
+
+
+def test_upsert_replaces_by_uid_and_hashes_track_content(store: EventStore) -> None:
+    store.upsert([make_event("1"), make_event("2", city="Valence")])
+    before = store.hashes()
+    store.upsert([make_event("1", title="Concert renommé")])
+    after = store.hashes()
+    assert store.count() == 2
+    assert after["1"] != before["1"] and after["2"] == before["2"]
+    assert store.get(["1"])["1"].title == "Concert renommé"
+
+
+def test_cities_are_the_distinct_known_places(store: EventStore) -> None:
+    store.upsert(
+        [
+            make_event("1"),
+            make_event("2"),
+            make_event("3", city="Valence"),
+            make_event("4", city=""),
+        ]
+    )
+    assert store.cities() == ["Paris", "Valence"]
+
+
+def test_health_check_fails_when_the_database_goes_away(postgres_url: str) -> None:
+    events = EventStore(postgres_url)
+    events.check_health()
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{postgres_url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+    with pytest.raises(OperationalError):
+        events.check_health()
+    events.close()

@@ -1,0 +1,150 @@
+"""Both engines honour the LLM protocol: in-process llama.cpp, and the OpenAI HTTP client
+against a real OpenAI-compatible server on loopback (llama-cpp-python's own server)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from serving.llm.llama_cpp import LlamaCppLLM, packaged_gguf
+from serving.llm.openai_http import OpenAIHTTPLLM
+from serving.llm.protocol import LLM, EngineError, EngineUnavailable, SamplingParams, complete
+from tests.conftest import RemoteServer, free_port, ingested_uids, puls_env
+
+pytestmark = pytest.mark.integration
+PROMPT = "Question : Un concert à Lyon ?\nRéponse : Voici"
+PARAMS = SamplingParams(max_tokens=12, temperature=0.0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server: a real peer speaking the protocol."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
+         "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "False"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise
+        time.sleep(0.3)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+async def check_contract(llm: LLM) -> None:
+    await llm.warm_up()
+    await llm.check_health()
+    chunks = [c async for c in llm.stream(PROMPT, PARAMS)]
+    text = "".join(c.text for c in chunks)
+    final = chunks[-1]
+    assert text.strip(), "no text generated"
+    assert len(chunks) > 2, "not streamed"
+    assert final.finish_reason in {"stop", "length"} and final.usage is not None
+    assert 0 < final.usage.completion_tokens <= PARAMS.max_tokens
+    # two overlapping requests both complete, each with its own text and usage
+    # (no equality check: llama.cpp's prompt cache changes the numerics between runs)
+    first, second = await asyncio.gather(
+        complete(llm, PROMPT, PARAMS), complete(llm, PROMPT, PARAMS)
+    )
+    for generated, last in (first, second):
+        assert generated.strip() and last.usage is not None and last.usage.completion_tokens > 0
+    await llm.aclose()
+
+
+def test_llama_cpp_in_process_honours_the_protocol() -> None:
+    asyncio.run(check_contract(LlamaCppLLM(n_ctx=1024)))
+
+
+def test_llama_cpp_counts_prompt_tokens() -> None:
+    async def run() -> int:
+        llm = LlamaCppLLM(n_ctx=1024)
+        await llm.warm_up()
+        _, final = await complete(llm, PROMPT, PARAMS)
+        await llm.aclose()
+        assert final.usage is not None
+        return final.usage.prompt_tokens
+
+    assert asyncio.run(run()) > 10
+
+
+def test_llama_cpp_refuses_before_warm_up() -> None:
+    with pytest.raises(EngineUnavailable):
+        asyncio.run(LlamaCppLLM().check_health())
+
+
+def test_http_engine_against_a_real_llama_cpp_server(llama_server: str) -> None:
+    asyncio.run(check_contract(OpenAIHTTPLLM(llama_server, model="gemma")))
+
+
+def test_http_engine_unreachable_is_unavailable() -> None:
+    async def run() -> None:
+        llm = OpenAIHTTPLLM(f"http://127.0.0.1:{free_port()}/v1", model="x")
+        with pytest.raises(EngineUnavailable):
+            await llm.check_health()
+        with pytest.raises(EngineUnavailable):
+            await complete(llm, PROMPT, PARAMS)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (500, "boom", "answered 500"),
+        (200, 'data: {"error": {"message": "oom"}}\n\n', "stream error"),
+        (
+            200,
+            'data: {"choices": [{"text": "Voi", "finish_reason": null}]}\n\n',
+            "without \\[DONE\\]",
+        ),
+    ],
+)
+def test_http_engine_failures_are_engine_errors(status: int, body: str, message: str) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, text=body))
+
+    async def run() -> None:
+        llm = OpenAIHTTPLLM("http://engine/v1", model="x", transport=transport)
+        with pytest.raises(EngineError, match=message):
+            await complete(llm, PROMPT, PARAMS)
+
+    asyncio.run(run())
+
+
+@pytest.mark.slow
+def test_the_app_answers_through_a_remote_engine(
+    llama_server: str, ingested: Path, sample_files: list[Path]
+) -> None:
+    """PULS_LLM_URL swaps the engine by configuration; nothing else changes."""
+    remote = RemoteServer(puls_env(ingested, PULS_LLM_URL=llama_server, PULS_LLM_MODEL="gemma"))
+    try:
+        client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
+        r = client.chat.completions.create(
+            model="puls",
+            messages=[{"role": "user", "content": "Un concert de jazz à Paris en juin 2025 ?"}],
+            extra_body={"puls": {"now": "2025-06-01T10:00:00+02:00"}},
+        )
+    finally:
+        remote.stop()
+    citations = r.model_extra["citations"]
+    assert citations and {c["uid"] for c in citations} <= ingested_uids(sample_files)
+    assert (r.choices[0].message.content or "").startswith("Voici")
+    assert r.usage is not None and r.usage.completion_tokens > 0
