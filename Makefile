@@ -28,6 +28,7 @@ check: install
 	$(BIN)/ruff check serving retrieval ingest guardrails puls benchmarks tests
 	$(BIN)/ruff format --check serving retrieval ingest guardrails puls benchmarks tests
 	$(BIN)/mypy serving retrieval ingest guardrails puls
+	$(BIN)/hadolint Dockerfile.gpu
 
 clean:
 	rm -rf $(VENV) .puls
