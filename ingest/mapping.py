@@ -14,11 +14,16 @@ from pathlib import Path
 import yaml
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
-PARSERS = frozenset({"text", "html", "list", "datetime", "float", "coordinates"})
+PARSERS = frozenset({"text", "html", "list", "datetime", "float", "coordinates", "raw"})
 EVENT_FIELDS = frozenset(
-    {"uid", "title", "description", "keywords", "start", "end", "venue", "address", "city",
-     "postal_code", "lat", "lon", "coordinates", "url", "updated_at"}
+    {"uid", "title", "description", "long_description", "keywords", "start", "end", "venue",
+     "address", "city", "postal_code", "lat", "lon", "coordinates", "url", "updated_at"}
 )  # fmt: skip
+DETAIL_FIELDS = frozenset(
+    {"timings", "status", "attendance_mode", "online_url", "age_min", "age_max", "accessibility",
+     "registration"}
+)  # fmt: skip
+"""Read as they are (`parse: raw` by default) and interpreted by `ingest.details`."""
 REQUIRED_FIELDS = ("uid", "title", "start")
 
 
@@ -43,10 +48,11 @@ class Mapping:
 
 
 def _rule(field: str, spec: object, origin: str) -> FieldRule:
+    default = "raw" if field in DETAIL_FIELDS else "text"
     if isinstance(spec, str):
-        return FieldRule(columns=(spec,))
+        return FieldRule(columns=(spec,), parse=default)
     if isinstance(spec, dict) and isinstance(spec.get("columns"), list):
-        parse = spec.get("parse", "text")
+        parse = spec.get("parse", default)
         if parse not in PARSERS:
             raise MappingError(f"{origin}: field {field!r}: unknown parse {parse!r}")
         return FieldRule(columns=tuple(str(c) for c in spec["columns"]), parse=parse)
@@ -61,7 +67,7 @@ def load_mapping(path: Path) -> Mapping:
         raise MappingError(f"{path}: cannot read mapping: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("fields"), dict):
         raise MappingError(f"{path}: a mapping needs `name`, `detect` and `fields`")
-    unknown = set(doc["fields"]) - EVENT_FIELDS
+    unknown = set(doc["fields"]) - EVENT_FIELDS - DETAIL_FIELDS
     if unknown:
         raise MappingError(f"{path}: unknown event fields {sorted(unknown)}")
     missing = [f for f in REQUIRED_FIELDS if f not in doc["fields"]]

@@ -11,11 +11,13 @@ from zoneinfo import ZoneInfo
 
 from selectolax.lexbor import LexborHTMLParser
 
-from ingest.mapping import FieldRule, Mapping
+from ingest.geocode import Gazetteer
+from ingest.mapping import DETAIL_FIELDS, FieldRule, Mapping
 from retrieval.records import Event
 
 PARIS = ZoneInfo("Europe/Paris")
 DESCRIPTION_MAX_CHARS = 1000
+LONG_DESCRIPTION_MAX_CHARS = 4000  # indexed for BM25 only; the passage stays short
 
 
 class RowError(ValueError):
@@ -84,6 +86,8 @@ def _field(row: dict[str, Any], mapping: Mapping, name: str) -> Any:
     value = _first(row, rule)
     if value is None:
         return None
+    if rule.parse == "raw":
+        return value
     try:
         if rule.parse == "html":
             return html_to_text(str(value))
@@ -106,8 +110,20 @@ def _in_france(lat: float, lon: float) -> bool:
     return 41.0 <= lat <= 51.6 and -5.8 <= lon <= 10.0
 
 
-def to_event(row: dict[str, Any], mapping: Mapping, source: str) -> Event:
-    """Normalise one row. Raises `RowError` naming the rule it breaks."""
+def detail_fields(row: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
+    """The detail fields (see `ingest.details`) this mapping finds in `row`, unparsed."""
+    found = {name: _field(row, mapping, name) for name in DETAIL_FIELDS & mapping.fields.keys()}
+    return {name: value for name, value in found.items() if value is not None}
+
+
+def to_event(
+    row: dict[str, Any], mapping: Mapping, source: str, gazetteer: Gazetteer | None = None
+) -> Event:
+    """Normalise one row. Raises `RowError` naming the rule it breaks.
+
+    Without coordinates, the `gazetteer` (when given) places the event at its city's centroid;
+    `extra["geo_precision"]` says which (`exact`, `city`, `none`).
+    """
     if "__invalid__" in row:
         raise RowError("not_an_object", "row is not a JSON object")
     uid = _field(row, mapping, "uid")
@@ -132,7 +148,15 @@ def to_event(row: dict[str, Any], mapping: Mapping, source: str) -> Event:
     if lat is not None and lon is not None and not _in_france(lat, lon):
         warnings.append("coordinates_outside_france")  # kept, but not placed on the map
         lat = lon = None
+    precision = "exact"
+    city = _field(row, mapping, "city") or ""
+    postal_code = _field(row, mapping, "postal_code") or ""
+    if (lat is None or lon is None) and gazetteer is not None and city:
+        fix = gazetteer.locate(city, postal_code)
+        lat, lon, precision = fix.lat, fix.lon, fix.precision
+        warnings.append("geocoded_city" if fix.lat is not None else "geocoding_failed")
     if lat is None or lon is None:
+        precision = "none"
         warnings.append("no_coordinates")
     return Event(
         uid=str(uid),
@@ -141,14 +165,17 @@ def to_event(row: dict[str, Any], mapping: Mapping, source: str) -> Event:
         start=start,
         end=end,
         description=(_field(row, mapping, "description") or "")[:DESCRIPTION_MAX_CHARS],
+        long_description=(_field(row, mapping, "long_description") or "")[
+            :LONG_DESCRIPTION_MAX_CHARS
+        ],
         keywords=_field(row, mapping, "keywords") or (),
         venue=_field(row, mapping, "venue") or "",
         address=_field(row, mapping, "address") or "",
-        city=_field(row, mapping, "city") or "",
-        postal_code=_field(row, mapping, "postal_code") or "",
+        city=city,
+        postal_code=postal_code,
         lat=lat if lon is not None else None,
         lon=lon if lat is not None else None,
         url=_field(row, mapping, "url") or "",
         updated_at=_field(row, mapping, "updated_at"),
-        extra={"warnings": warnings},
+        extra={"warnings": warnings, "geo_precision": precision},
     )

@@ -12,11 +12,13 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from puls.bench_cli import bench_app
 from puls.settings import Settings, load_settings
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False
 )
+app.add_typer(bench_app, name="bench")
 PARIS = ZoneInfo("Europe/Paris")
 BUNDLED_DATA = Path(__file__).resolve().parent.parent / "data" / "openagenda"
 
@@ -54,6 +56,7 @@ def run_ingest(
 ) -> dict[str, Any]:
     from ingest.mapping import MappingError, load_mapping
     from ingest.pipeline import ingest_paths
+    from ingest.staging import StagingStore
     from retrieval import close_retriever, open_retriever
 
     try:
@@ -61,6 +64,7 @@ def run_ingest(
     except MappingError as exc:
         _fail(str(exc), 2)
     retriever = open_retriever(settings.retrieval)
+    staging = StagingStore(settings.retrieval.resolved_database_url())
     try:
         report = ingest_paths(
             _source_files(paths),
@@ -70,12 +74,14 @@ def run_ingest(
             batch_size=settings.ingest.batch_size,
             mapping=chosen,
             progress=not quiet and sys.stderr.isatty(),
+            staging=staging,
         )
     finally:
+        staging.close()
         close_retriever(retriever)
     for error in report.errors:
         typer.echo(f"puls: error: {error}", err=True)
-    return report.as_dict()
+    return {**report.as_dict(), "summary": report.summary()}
 
 
 @app.command()
@@ -91,12 +97,7 @@ def ingest(
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, default=str))
     else:
-        counts = {
-            k: report[k] for k in ("read", "inserted", "updated", "unchanged", "rejected", "merged")
-        }
-        typer.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
-        for rule, n in report["rejects_by_rule"].items():
-            typer.echo(f"  rejected {n} row(s): {rule}")
+        typer.echo(report["summary"])
     if report["errors"]:
         raise typer.Exit(1)
 
@@ -129,6 +130,8 @@ def search(
             "label": parsed.window.label,
         },
         "cities": parsed.cities,
+        "areas": parsed.areas,
+        "departments": parsed.departments,
         "near": parsed.near.__dict__ if parsed.near else None,
         "terms": parsed.terms,
         "notes": parsed.notes,
@@ -143,7 +146,9 @@ def search(
             "url": s.event.url,
             "score": round(s.score, 4),
             "dense": round(s.dense, 4),
-            "lexical": round(s.lexical, 4),
+            "bm25": round(s.bm25, 4),
+            "title_match": round(s.lexical, 4),
+            "features": {k: round(v, 4) for k, v in s.features.items()},
             "distance_km": None if s.distance_km is None else round(s.distance_km, 2),
         }
         for s in result.events
@@ -151,7 +156,9 @@ def search(
     if as_json:
         typer.echo(
             json.dumps(
-                {"query": text, "parse": parse, "results": rows}, ensure_ascii=False, default=str
+                {"query": text, "parse": parse, "relaxed": result.relaxed, "results": rows},
+                ensure_ascii=False,
+                default=str,
             )
         )
         return
@@ -159,7 +166,7 @@ def search(
         f"when: {parsed.window.label}  cities: {', '.join(parsed.cities) or '-'}  "
         f"terms: {' '.join(parsed.terms) or '-'}"
     )
-    for note in parsed.notes:
+    for note in (*parsed.notes, *result.relaxed):
         typer.echo(f"note: {note}")
     for i, row in enumerate(rows, 1):
         typer.echo(
@@ -168,6 +175,41 @@ def search(
         )
     if not rows:
         typer.echo("no event found")
+
+
+eval_app = typer.Typer(help="Measure quality on graded query sets.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    path: Annotated[Path, typer.Argument(help="JSON lines: id, query, now, relevant, location?")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+) -> None:
+    """NDCG@10, Recall@10 and P@5 of the hybrid search, with BM25-only and dense-only baselines."""
+    from retrieval import close_retriever, open_retriever
+    from retrieval.evaluate import EvalSetError, evaluate, load_queries
+
+    try:
+        queries = load_queries(path)
+    except EvalSetError as exc:
+        _fail(str(exc), 2)
+    retriever = open_retriever(load_settings().retrieval)
+    try:
+        report = evaluate(retriever, queries)
+    finally:
+        close_retriever(retriever)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    typer.echo(f"{'':12}{'ndcg@10':>9}{'recall@10':>11}{'p@5':>7}   (n={report['n']})")
+    rows = {"hybrid": report["metrics"], **report["baselines"]}
+    for name, m in rows.items():
+        typer.echo(f"{name:12}{m['ndcg@10']:>9.3f}{m['recall@10']:>11.3f}{m['p@5']:>7.3f}")
 
 
 @app.command()

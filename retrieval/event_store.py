@@ -43,6 +43,7 @@ class EventRow(Base):
     source: Mapped[str] = mapped_column(String(200))
     title: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, default="")
+    long_description: Mapped[str] = mapped_column(Text, default="")
     keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
     start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     end: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -63,6 +64,7 @@ def _row_values(event: Event) -> dict[str, Any]:
         "source": event.source,
         "title": event.title,
         "description": event.description,
+        "long_description": event.long_description,
         "keywords": list(event.keywords),
         "start": event.start,
         "end": event.end,
@@ -86,6 +88,7 @@ def _to_event(row: EventRow) -> Event:
         start=row.start,
         end=row.end,
         description=row.description,
+        long_description=row.long_description,
         keywords=tuple(row.keywords or ()),
         venue=row.venue,
         address=row.address,

@@ -29,6 +29,7 @@ class Event:
     start: datetime
     end: datetime
     description: str = ""
+    long_description: str = ""
     keywords: tuple[str, ...] = ()
     venue: str = ""
     address: str = ""

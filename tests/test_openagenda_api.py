@@ -1,0 +1,167 @@
+"""The OpenAgenda API client against a loopback HTTP server replaying API-shaped pages.
+
+The real API cannot be reached from here; the server below speaks its protocol (`after[]`
+cursor, `updatedAt[gte]`, `key` header, 429 with Retry-After) over real HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+
+from ingest.mapping import shipped_mappings
+from ingest.normalise import detail_fields, to_event
+from ingest.openagenda_api import (
+    OpenAgendaClient,
+    OpenAgendaRejected,
+    OpenAgendaUnavailable,
+    to_ods_row,
+)
+
+pytestmark = pytest.mark.unit
+KEY = "test-key"
+START = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
+
+
+def api_event(n: int) -> dict:
+    begin = START + timedelta(days=n)
+    return {
+        "uid": 1000 + n,
+        "slug": f"concert-{n}",
+        "title": {"fr": f"Concert {n}", "en": f"Gig {n}"},
+        "description": {"fr": "<p>Jazz <b>live</b></p>"},
+        "keywords": {"fr": ["jazz", "concert"]},
+        "timings": [{"begin": begin.isoformat(), "end": (begin + timedelta(hours=2)).isoformat()}],
+        "location": {"name": "Le Duc", "address": "42 rue des Lombards", "city": "Paris",
+                     "postalCode": "75001", "latitude": 48.8597, "longitude": 2.3479},
+        "updatedAt": (START + timedelta(minutes=n)).isoformat(),
+        "status": 6 if n == 3 else 1,
+        "attendanceMode": 1,
+        "accessibility": {"hi": True, "vi": False},
+        "registration": [{"type": "link", "value": "https://billets.example/1"}],
+        "age": {"min": 8, "max": None},
+    }  # fmt: skip
+
+
+class Agenda:
+    """What the server serves and how it misbehaves; `seen` records every request."""
+
+    def __init__(self, events: list[dict], page_size: int = 4) -> None:
+        self.events, self.page_size = events, page_size
+        self.failures: list[tuple[int, dict[str, str]]] = []
+        self.seen: list[dict[str, list[str]]] = []
+
+    def answer(self, query: dict[str, list[str]], key: str | None) -> tuple[int, dict, dict]:
+        self.seen.append(query)
+        if key != KEY:
+            return 401, {}, {"error": "invalid key"}
+        if self.failures:
+            status, headers = self.failures.pop(0)
+            return status, headers, {"error": "try later"}
+        since = query.get("updatedAt[gte]", [""])[0]
+        events = [e for e in self.events if e["updatedAt"] >= since]
+        offset = int(query.get("after[]", ["0"])[0])
+        page = events[offset : offset + self.page_size]
+        more = offset + self.page_size < len(events)
+        body = {"total": len(events), "events": page,
+                "after": [offset + self.page_size, "x"] if more else None}  # fmt: skip
+        return 200, {}, body
+
+
+@pytest.fixture
+def agenda() -> Iterator[tuple[Agenda, str]]:
+    state = Agenda([api_event(n) for n in range(10)])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            url = urlparse(self.path)
+            assert url.path == "/v2/agendas/42/events"
+            status, headers, body = state.answer(parse_qs(url.query), self.headers.get("key"))
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            for name, value in {**headers, "Content-Type": "application/json"}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass  # keep test output clean
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state, f"http://127.0.0.1:{server.server_port}/v2"
+    server.shutdown()
+    server.server_close()
+
+
+def client(base: str, key: str = KEY, attempts: int = 4) -> OpenAgendaClient:
+    return OpenAgendaClient(key, base_url=base, max_attempts=attempts, backoff=0.0)
+
+
+def test_pages_follow_the_after_cursor(agenda: tuple[Agenda, str]) -> None:
+    state, base = agenda
+    events = list(client(base).events("42"))
+    assert [e["uid"] for e in events] == [1000 + n for n in range(10)]
+    assert [q.get("after[]") for q in state.seen] == [None, ["4", "x"], ["8", "x"]]
+    assert all(q["sort"] == ["updatedAt.asc"] for q in state.seen)
+
+
+def test_incremental_asks_only_for_updates(agenda: tuple[Agenda, str]) -> None:
+    state, base = agenda
+    since = START + timedelta(minutes=7)
+    events = list(client(base).events("42", updated_since=since))
+    assert [e["uid"] for e in events] == [1007, 1008, 1009]
+    assert state.seen[0]["updatedAt[gte]"] == [since.isoformat()]
+
+
+def test_429_and_5xx_are_retried_honouring_retry_after(agenda: tuple[Agenda, str]) -> None:
+    state, base = agenda
+    state.failures = [(429, {"Retry-After": "0"}), (503, {}), (500, {})]
+    assert len(list(client(base, attempts=4).events("42"))) == 10
+    assert len(state.seen) == 3 + 3
+
+
+def test_gives_up_after_the_last_attempt(agenda: tuple[Agenda, str]) -> None:
+    state, base = agenda
+    state.failures = [(503, {})] * 3
+    with pytest.raises(OpenAgendaUnavailable, match="HTTP 503"):
+        list(client(base, attempts=3).events("42"))
+    assert len(state.seen) == 3
+
+
+def test_a_bad_key_is_not_retried(agenda: tuple[Agenda, str]) -> None:
+    state, base = agenda
+    with pytest.raises(OpenAgendaRejected, match="401"):
+        list(client(base, key="wrong").events("42"))
+    assert len(state.seen) == 1
+
+
+def test_timeouts_are_retried_then_reported() -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    api = OpenAgendaClient(KEY, max_attempts=2, backoff=0.0, transport=httpx.MockTransport(hang))
+    with pytest.raises(OpenAgendaUnavailable, match="ReadTimeout"):
+        list(api.events("42"))
+
+
+def test_api_events_normalise_like_export_rows() -> None:
+    ods = next(m for m in shipped_mappings() if m.name == "openagenda-ods")
+    row = to_ods_row(api_event(3), "42")
+    event = to_event(row, ods, "openagenda-api:42")
+    assert (event.uid, event.title, event.description) == ("1003", "Concert 3", "Jazz live")
+    assert event.keywords == ("jazz", "concert") and event.lat == pytest.approx(48.8597)
+    from ingest.details import event_details
+
+    details = event_details(detail_fields(row, ods))
+    assert details.status == "cancelled" and details.accessibility == ("hearing",)
+    assert details.registration_links == ("https://billets.example/1",) and details.age_min == 8
