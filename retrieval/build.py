@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from retrieval.embedder import E5Embedder
 from retrieval.event_store import EventStore
+from retrieval.geo import open_geo_index
 from retrieval.search import Retriever
 from retrieval.settings import RetrievalSettings
 from retrieval.vector_store import MilvusVectorStore
@@ -14,10 +15,14 @@ def open_retriever(settings: RetrievalSettings) -> Retriever:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedder = E5Embedder()
     vectors = MilvusVectorStore(
-        settings.resolved_milvus_uri(), settings.collection, embedder.dim, settings.milvus_token
+        settings.resolved_milvus_uri(),
+        settings.collection,
+        embedder.dim,
+        settings.milvus_token,
+        settings.milvus_index_type,
     )
     events = EventStore(settings.resolved_database_url())
-    return Retriever(settings, embedder, vectors, events)
+    return Retriever(settings, embedder, vectors, events, geo=open_geo_index(events))
 
 
 def close_retriever(retriever: Retriever) -> None:

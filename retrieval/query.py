@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from retrieval.text import fold, stem
+from retrieval.places import areas
+from retrieval.text import fold, terms
 
 PARIS = ZoneInfo("Europe/Paris")
 EVENING_STARTS = time(17, 0)
@@ -37,7 +38,18 @@ STOPWORDS = frozenset(
     son sur ta te tes toi ton tu un une vos votre vous y dans chez il y a t
     evenement evenements sortie sortir faire idee idees activite activites quelque chose
     propose proposez proposer cherche trouver voir aller peut peux recommande conseil conseille
+    autour concerne concernant tout tous toute toutes interesse interesser
     avoir ya lieu lieux ville endroit programme""".split()
+)
+
+# Communes whose name is also an everyday word: never read as a place.
+COMMON_WORD_CITIES = frozenset({"grand", "riche", "still", "bren"})
+
+# "près de Montmartre": a capitalised name after a proximity phrase is a place even when the
+# gazetteer does not know it; the client's `location` then says where it is.
+_LANDMARK = re.compile(
+    r"\b(?:près|pres|autour|proche|à côté|a cote|non loin)\s+(?:de la |de l'|de l’|du |des |de |d')"
+    r"([A-ZÉÈÊÀÂÎÔÛÇ][\w'’-]*(?:[\s-](?:(?:de|du|la|le|sur|en)\s)?[A-ZÉÈÊÀÂÎÔÛÇ][\w'’-]*)*)"
 )
 
 _NEAR_ME = re.compile(
@@ -45,6 +57,7 @@ _NEAR_ME = re.compile(
 )
 _RADIUS = re.compile(r"\b(?:a|dans un rayon de|a moins de|moins de)\s+(\d+(?:[.,]\d+)?)\s*km\b")
 _CITY_PREFIX = r"(?:^|\b(?:a|au|aux|sur|de|d|en|vers|dans|pres de|autour de|cote de)\s+)"
+_AREA_PREFIX = r"\b(?:dans (?:la |le |l |les )?|en |du |de la |de l |des |pour la |pour le )"
 
 
 @dataclass(frozen=True)
@@ -73,9 +86,11 @@ class ParsedQuery:
     now: datetime
     window: Window
     cities: tuple[str, ...] = ()
+    areas: tuple[str, ...] = ()
+    departments: tuple[str, ...] = ()
     near: Near | None = None
     terms: tuple[str, ...] = ()
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
 
 def _at(day: date, clock: time) -> datetime:
@@ -104,6 +119,44 @@ def _upcoming_year(now: datetime, month: int, day: int = 1) -> int:
     return now.year if (month, day) >= (now.month, 1 if day == 1 else now.day) else now.year + 1
 
 
+# Astronomical seasons, as (start month, day) → (end month, day) exclusive; winter spans a year.
+SEASONS = {
+    "printemps": ((3, 20), (6, 21)),
+    "ete": ((6, 21), (9, 23)),
+    "automne": ((9, 23), (12, 21)),
+    "hiver": ((12, 21), (3, 20)),
+}
+_SEASON = re.compile(r"\b(?:cet |ce |au |en |l |a l )?(printemps|ete|automne|hiver)(?: (\d{4}))?\b")
+
+
+def _third_weekend_of_september(year: int) -> date:
+    """The Saturday of the Journées européennes du patrimoine (third weekend of September)."""
+    first = date(year, 9, 1)
+    return first + timedelta(days=(5 - first.weekday()) % 7 + 14)
+
+
+def _named_period(folded: str, local: datetime) -> tuple[str, tuple[datetime, datetime]] | None:
+    """Seasons and the national cultural dates people name instead of a date."""
+    today = local.date()
+    if m := re.search(r"\bjournees (europeennes )?du patrimoine(?: (\d{4}))?\b", folded):
+        year = int(m.group(2)) if m.group(2) else today.year
+        if not m.group(2) and today > _third_weekend_of_september(year) + timedelta(days=1):
+            year += 1
+        saturday = _third_weekend_of_september(year)
+        return m.group(0), (_at(saturday, time.min), _at(saturday + timedelta(days=2), time.min))
+    if m := re.search(r"\bfete de la musique(?: (\d{4}))?\b", folded):
+        year = int(m.group(1)) if m.group(1) else _upcoming_year(local, 6, 21)
+        return m.group(0), _day(date(year, 6, 21))
+    if m := _SEASON.search(folded):
+        (m1, d1), (m2, d2) = SEASONS[m.group(1)]
+        year = int(m.group(2)) if m.group(2) else today.year
+        start, end = date(year, m1, d1), date(year + (m2 < m1), m2, d2)
+        if not m.group(2) and today >= end:
+            start, end = date(year + 1, m1, d1), date(year + 1 + (m2 < m1), m2, d2)
+        return m.group(0), (max(_at(start, time.min), local), _at(end, time.min))
+    return None
+
+
 def parse_when(folded: str, now: datetime) -> tuple[Window, list[str]]:
     """The time window a folded query asks for, and the words that expressed it.
 
@@ -118,7 +171,9 @@ def parse_when(folded: str, now: datetime) -> tuple[Window, list[str]]:
 
     year = r"(?:\s+(\d{4}))?"
     month_names = "|".join(MONTHS)
-    if m := re.search(rf"\b(?:le\s+)?(\d{{1,2}}|1er)\s+({month_names}){year}\b", folded):
+    if named := _named_period(folded, local):
+        rules.append(named)
+    elif m := re.search(rf"\b(?:le\s+)?(\d{{1,2}}|1er)\s+({month_names}){year}\b", folded):
         day_n = 1 if m.group(1) == "1er" else int(m.group(1))
         month_n = MONTHS[m.group(2)]
         y = int(m.group(3)) if m.group(3) else _upcoming_year(local, month_n, day_n)
@@ -153,11 +208,6 @@ def parse_when(folded: str, now: datetime) -> tuple[Window, list[str]]:
     elif m := re.search(r"\bcette semaine\b", folded):
         monday = today + timedelta(days=7 - today.weekday())
         rules.append((m.group(0), (local, _at(monday, time.min))))
-    elif m := re.search(r"\bcet ete\b|\bl ete( prochain)?\b", folded):
-        y = local.year if today <= date(local.year, 9, 22) else local.year + 1
-        rules.append(
-            (m.group(0), clamp((_at(date(y, 6, 21), time.min), _at(date(y, 9, 23), time.min))))
-        )
     elif m := re.search(rf"\b({'|'.join(WEEKDAYS)})( soir)?\b", folded):
         day = _next_weekday(today, WEEKDAYS[m.group(1)])
         span = _evening(day) if m.group(2) else _day(day)
@@ -172,35 +222,81 @@ def parse_when(folded: str, now: datetime) -> tuple[Window, list[str]]:
     return Window(start=start, end=end, label=words), [words]
 
 
-def parse_where(
-    folded: str, cities: Iterable[str], location: tuple[float, float] | None, default_radius: float
-) -> tuple[tuple[str, ...], Near | None, list[str], list[str]]:
-    """Cities named after a place preposition, and 'près de moi' resolved against `location`.
+@dataclass(frozen=True)
+class Where:
+    """Places found in a query, and the words that named them (removed from the theme)."""
 
-    Returns (cities, near, matched words, notes). Longest city names win, so
-    'Saint-Denis' is not read as 'Denis'.
-    """
-    found: list[str] = []
-    matched: list[str] = []
-    notes: list[str] = []
+    cities: tuple[str, ...] = ()
+    areas: tuple[str, ...] = ()
+    departments: tuple[str, ...] = ()
+    near: Near | None = None
+    words: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def _named_places(folded: str, names: Iterable[str], prefix: str) -> list[tuple[str, str]]:
+    """(name, matched words) for names introduced by `prefix`, longest first so that
+    'Saint-Denis' is not read as 'Denis'; each stretch of text is used once."""
+    found = []
     remaining = folded
-    for city in sorted({c for c in cities if len(fold(c)) >= 3}, key=lambda c: -len(fold(c))):
-        key = fold(city)
-        if m := re.search(rf"{_CITY_PREFIX}({re.escape(key)})\b", remaining):
-            found.append(city)
-            matched.append(m.group(1))
+    for name in sorted({n for n in names if len(fold(n)) >= 3}, key=lambda n: -len(fold(n))):
+        if m := re.search(rf"{prefix}({re.escape(fold(name))})\b", remaining):
+            found.append((name, m.group(0).strip()))
             remaining = remaining.replace(m.group(1), " ")
-    near = None
+    return found
+
+
+def parse_where(
+    text: str,
+    cities: Iterable[str],
+    location: tuple[float, float] | None,
+    default_radius: float,
+) -> Where:
+    """Cities and areas named after a place preposition; 'près de moi' / 'près de <ville>'
+    resolved against the request's `location` when it has one.
+
+    A city introduced by "près de" / "autour de" with a location becomes a radius around
+    the user (neighbouring villages count); "à <ville>" stays a city filter.
+    """
+    folded = fold(text)
+    city_hits = _named_places(
+        folded, (c for c in cities if fold(c) not in COMMON_WORD_CITIES), _CITY_PREFIX
+    )
+    known_cities = {fold(c) for c, _ in city_hits}
+    area_hits = [
+        (name, words)
+        for name, words in _named_places(folded, _area_names(), _AREA_PREFIX)
+        if fold(name) not in known_cities
+    ]
     radius_m = _RADIUS.search(folded)
-    if _NEAR_ME.search(folded) or (radius_m and not found):
-        if location is None:
-            notes.append("« près de moi » ignoré : la requête ne donne pas de position")
-        else:
-            radius = float(radius_m.group(1).replace(",", ".")) if radius_m else default_radius
-            near = Near(lat=location[0], lon=location[1], radius_km=radius)
-    for pattern in (_NEAR_ME, _RADIUS):
-        matched.extend(m.group(0) for m in pattern.finditer(folded))
-    return tuple(found), near, matched, notes
+    around_city = any(re.match(r"(pres de|autour de|cote de|vers)\b", w) for _, w in city_hits)
+    landmark = _LANDMARK.search(text)
+    wants_near = bool(_NEAR_ME.search(folded) or radius_m or around_city or landmark)
+    near, notes = None, []
+    words = [w for _, w in city_hits + area_hits]
+    if landmark and location is not None:
+        words.append(fold(landmark.group(0)))
+    if wants_near and location is not None:
+        radius = float(radius_m.group(1).replace(",", ".")) if radius_m else default_radius
+        near = Near(lat=location[0], lon=location[1], radius_km=radius)
+        if around_city:
+            city_hits = []
+    elif _NEAR_ME.search(folded):
+        notes.append("« près de moi » ignoré : la requête ne donne pas de position")
+    words += [m.group(0) for p in (_NEAR_ME, _RADIUS) for m in p.finditer(folded)]
+    area_objects = [areas()[fold(n)] for n, _ in area_hits]
+    return Where(
+        cities=tuple(c for c, _ in city_hits),
+        areas=tuple(a.name for a in area_objects),
+        departments=tuple(sorted({d for a in area_objects for d in a.departments})),
+        near=near,
+        words=tuple(words),
+        notes=tuple(notes),
+    )
+
+
+def _area_names() -> list[str]:
+    return list(areas())
 
 
 def parse_query(
@@ -218,13 +314,20 @@ def parse_query(
     """
     folded = fold(text)
     window, time_words = parse_when(folded, now)
-    found, near, place_words, notes = parse_where(folded, cities, location, default_radius_km)
+    where = parse_where(text, cities, location, default_radius_km)
     rest = folded
-    for words in sorted(time_words + place_words, key=len, reverse=True):
+    for words in sorted([*time_words, *where.words], key=len, reverse=True):
         rest = rest.replace(words, " ")
-    theme = tuple(
-        dict.fromkeys(stem(w) for w in rest.split() if w not in STOPWORDS and not w.isdigit())
-    )
+    content = " ".join(w for w in rest.split() if w not in STOPWORDS and not w.isdigit())
+    theme = tuple(dict.fromkeys(terms(content)))
     return ParsedQuery(
-        text=text, now=now, window=window, cities=found, near=near, terms=theme, notes=tuple(notes)
+        text=text,
+        now=now,
+        window=window,
+        cities=where.cities,
+        areas=where.areas,
+        departments=where.departments,
+        near=where.near,
+        terms=theme,
+        notes=where.notes,
     )

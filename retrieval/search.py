@@ -1,63 +1,72 @@
-"""Search: parse the request, fetch filtered dense candidates from Milvus, score, keep the top.
+"""Search: parse the request, fetch filtered candidates (dense + BM25), score, rerank, relax.
 
-score = cosine(query, event) + lexical_weight * share of theme terms found in title/keywords
-(half credit for a match in the description only). Events outside the asked time window,
-city or radius never reach scoring: those are Milvus filters, then an exact distance check.
+Candidates come from two Milvus searches under the same filter (time window, city or
+department, bounding box): e5 dense vectors and BM25 over folded French text. Each
+candidate gets a weighted score (weights in `RetrievalSettings`, documented there):
+
+    dense   cosine, min-max scaled over the candidates
+    bm25    BM25 score / best BM25 score among the candidates (0 if not a BM25 hit)
+    title   share of the theme words found in the title or keywords
+    geo     exp(-distance / (radius / 2)) when the request is "près de ..."
+    time    how soon the event starts inside the asked window
+    job     a penalty for job-centre sessions unless the request is about jobs
+
+An event is "on theme" when it matches a theme word lexically (BM25 hit or title match);
+when fewer than `min_results` are on theme the search relaxes, in this order: widen the
+radius, widen the time window, drop the theme, and says which relaxation it applied.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Literal
 
 from retrieval.embedder import Embedder
 from retrieval.event_store import EventStore
-from retrieval.query import Near, ParsedQuery, parse_query
+from retrieval.geo import GeoIndex, HaversineGeoIndex
+from retrieval.query import Near, ParsedQuery, Window, parse_query
 from retrieval.records import Event
+from retrieval.rerank import (
+    FeatureReranker,
+    Reranker,
+    ScoredEvent,
+    dedupe,
+    is_job_session,
+    mentions_jobs,
+)
 from retrieval.settings import RetrievalSettings
 from retrieval.text import fold, terms
-from retrieval.vector_store import MilvusVectorStore
+from retrieval.vector_store import Hit, MilvusVectorStore
 
-EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE_LAT = 111.32
-
-
-@dataclass(frozen=True)
-class ScoredEvent:
-    """An event with the parts of its score, so rankings can be explained."""
-
-    event: Event
-    score: float
-    dense: float
-    lexical: float
-    distance_km: float | None = None
+RADIUS_STEPS = (2.0, 4.0)
+Mode = Literal["hybrid", "dense", "bm25"]
 
 
 @dataclass(frozen=True)
 class SearchResult:
     parsed: ParsedQuery
     events: list[ScoredEvent]
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in kilometres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
+    relaxed: tuple[str, ...] = ()
 
 
 def milvus_filter(parsed: ParsedQuery) -> str:
-    """The Milvus boolean expression for the parse's time window, cities and bounding box."""
+    """The Milvus boolean expression for the parse's time window, places and bounding box."""
     clauses = [f"end_ts >= {int(parsed.window.start.timestamp())}"]
     if parsed.window.end is not None:
         clauses.append(f"start_ts < {int(parsed.window.end.timestamp())}")
+    places = []
     if parsed.cities:
-        keys = ", ".join(f'"{fold(c)}"' for c in parsed.cities)
-        clauses.append(f"city_key in [{keys}]")
+        places.append("city_key in [{}]".format(", ".join(f'"{fold(c)}"' for c in parsed.cities)))
+    if parsed.departments:
+        places.append("dept in [{}]".format(", ".join(f'"{d}"' for d in parsed.departments)))
+    if places:
+        clauses.append("(" + " or ".join(places) + ")")
     if parsed.near is not None:
         clauses.append(_bounding_box(parsed.near))
     return " and ".join(clauses)
@@ -72,14 +81,49 @@ def _bounding_box(near: Near) -> str:
     )
 
 
-def lexical_match(query_terms: Sequence[str], event: Event) -> float:
-    """Share of query terms in the title or keywords (1 each) or only the description (0.5)."""
+def title_match(query_terms: Sequence[str], event: Event, idf: Mapping[str, float]) -> float:
+    """IDF-weighted share of the query terms found in the title or keywords.
+
+    A match on a rare word ("souterrain") counts more than on a common one ("visite").
+    """
     if not query_terms:
         return 0.0
     strong = set(terms(event.title + " " + " ".join(event.keywords)))
-    weak = set(terms(event.description))
-    found = sum(1.0 if t in strong else 0.5 if t in weak else 0.0 for t in query_terms)
-    return found / len(query_terms)
+    weights = {t: idf.get(t, max(idf.values(), default=1.0)) for t in query_terms}
+    total = sum(weights.values()) or 1.0
+    return sum(w for t, w in weights.items() if t in strong) / total
+
+
+def title_idf(events: Iterable[Event]) -> dict[str, float]:
+    """Inverse document frequency of title/keyword terms: log(N / df)."""
+    df: Counter[str] = Counter()
+    n = 0
+    for event in events:
+        n += 1
+        df.update(set(terms(event.title + " " + " ".join(event.keywords))))
+    return {t: math.log((n + 1) / (c + 0.5)) for t, c in df.items()}
+
+
+def relaxations(parsed: ParsedQuery) -> Iterator[tuple[ParsedQuery, tuple[str, ...]]]:
+    """The parse itself, then ever looser versions: radius ×2 and ×4, open-ended time
+    window, and finally no theme. Each comes with the list of relaxations applied."""
+    applied: tuple[str, ...] = ()
+    yield parsed, applied
+    if parsed.near is not None:
+        base = parsed.near
+        for factor in RADIUS_STEPS:
+            widened = replace(base, radius_km=base.radius_km * factor)
+            parsed = replace(parsed, near=widened)
+            applied = (*applied, f"rayon élargi à {widened.radius_km:g} km")
+            yield parsed, applied
+    if parsed.window.end is not None:
+        start = min(parsed.window.start, parsed.now)
+        parsed = replace(parsed, window=Window(start=start, end=None, label="à venir"))
+        applied = (*applied, "période élargie aux dates à venir")
+        yield parsed, applied
+    if parsed.terms:
+        applied = (*applied, "thème ignoré")
+        yield replace(parsed, terms=()), applied
 
 
 class Retriever:
@@ -91,12 +135,17 @@ class Retriever:
         embedder: Embedder,
         vectors: MilvusVectorStore,
         events: EventStore,
+        reranker: Reranker | None = None,
+        geo: GeoIndex | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
         self.vectors = vectors
         self.events = events
+        self.reranker: Reranker = reranker or FeatureReranker(settings)
+        self.geo: GeoIndex = geo or HaversineGeoIndex(events)
         self._cities: list[str] | None = None
+        self._idf: dict[str, float] | None = None
         self._lock = threading.Lock()
 
     def cities(self) -> list[str]:
@@ -106,9 +155,18 @@ class Retriever:
                 self._cities = self.events.cities()
             return self._cities
 
+    def idf(self) -> dict[str, float]:
+        """Title-term IDF over the whole store, computed once."""
+        with self._lock:
+            if self._idf is None:
+                self._idf = title_idf(self.events.get(list(self.events.hashes())).values())
+            return self._idf
+
     def warm_up(self) -> None:
-        """Load the gazetteer and embed once, so the first request pays no start-up cost."""
+        """Load the gazetteer and term statistics and embed once, so the first request pays
+        no start-up cost."""
         self.cities()
+        self.idf()
         self.embedder.embed_queries(["concert"])
 
     def parse(
@@ -128,28 +186,74 @@ class Retriever:
         now: datetime,
         location: tuple[float, float] | None = None,
         top_k: int | None = None,
+        mode: Mode = "hybrid",
     ) -> SearchResult:
-        """Top events for `text` asked at `now` (relative dates resolve against it)."""
-        parsed = self.parse(text, now, location)
-        vector = self.embedder.embed_queries([text])[0]
-        hits = self.vectors.search(vector, self.settings.candidates, milvus_filter(parsed))
-        stored = self.events.get([h.uid for h in hits])
-        scored = []
-        for hit in hits:
-            event = stored.get(hit.uid)
-            if event is None:  # vector written, row not yet: an interrupted ingest
-                continue
-            distance = self._distance(parsed.near, event)
-            if parsed.near is not None and (distance is None or distance > parsed.near.radius_km):
-                continue
-            lexical = lexical_match(parsed.terms, event)
-            score = hit.score + self.settings.lexical_weight * lexical
-            scored.append(ScoredEvent(event, score, hit.score, lexical, distance))
-        scored.sort(key=lambda s: s.score, reverse=True)
-        return SearchResult(parsed=parsed, events=scored[: top_k or self.settings.top_k])
+        """Top events for `text` asked at `now` (relative dates resolve against it).
 
-    @staticmethod
-    def _distance(near: Near | None, event: Event) -> float | None:
-        if near is None or event.lat is None or event.lon is None:
-            return None
-        return haversine_km(near.lat, near.lon, event.lat, event.lon)
+        `mode` "dense" or "bm25" runs one candidate source alone (the evaluation baselines).
+        """
+        parsed = self.parse(text, now, location)
+        vector = self.embedder.embed_queries([text])[0] if mode != "bm25" else None
+        limit = top_k or self.settings.top_k
+        enough = min(self.settings.min_results, limit)
+        for attempt, applied in relaxations(parsed):
+            theme_dropped = bool(parsed.terms) and not attempt.terms
+            # scored with the theme even once dropped: what still matches it comes first
+            ranked = self._rank(replace(attempt, terms=parsed.terms), vector, mode)
+            if theme_dropped:
+                ranked.sort(key=lambda s: not s.on_theme)
+            elif parsed.terms:
+                ranked = [s for s in ranked if s.on_theme]
+                if len(ranked) < enough:
+                    continue
+            return SearchResult(parsed, ranked[:limit], applied if ranked else ())
+        return SearchResult(parsed, [])  # unreachable: the last relaxation has no theme
+
+    def _candidates(
+        self, parsed: ParsedQuery, vector: object, mode: Mode
+    ) -> tuple[list[Hit], list[Hit]]:
+        expr = milvus_filter(parsed)
+        n = self.settings.candidates
+        dense = self.vectors.search(vector, n, expr) if mode != "bm25" else []  # type: ignore[arg-type]
+        query = " ".join(parsed.terms)
+        lexical = self.vectors.search_lexical(query, n, expr) if mode != "dense" and query else []
+        return dense, lexical
+
+    def _rank(self, parsed: ParsedQuery, vector: object, mode: Mode) -> list[ScoredEvent]:
+        dense, lexical = self._candidates(parsed, vector, mode)
+        stored = self.events.get(list(dict.fromkeys(h.uid for h in dense + lexical)))
+        dense_by_uid = {h.uid: h.score for h in dense}
+        bm25_by_uid = {h.uid: abs(h.score) for h in lexical}
+        idf = self.idf()
+        distances: dict[str, float] = {}
+        if parsed.near is not None:
+            near = parsed.near
+            distances = self.geo.distances(near.lat, near.lon, list(stored), near.radius_km)
+        exclude_jobs = not mentions_jobs(parsed.terms)
+        scored = []
+        for uid, event in stored.items():
+            if parsed.near is not None and uid not in distances:
+                continue
+            if exclude_jobs and is_job_session(event):
+                continue  # job-centre sessions are not outings (docs/adr/0005)
+            scored.append(
+                ScoredEvent(
+                    event=event,
+                    score=0.0,
+                    dense=dense_by_uid.get(uid, 0.0),
+                    bm25=bm25_by_uid.get(uid, 0.0),
+                    lexical=title_match(parsed.terms, event, idf),
+                    distance_km=distances.get(uid),
+                    on_theme=_on_theme(parsed, uid in bm25_by_uid, event, mode, idf),
+                )
+            )
+        return dedupe(self.reranker.rerank(parsed, scored))
+
+
+def _on_theme(
+    parsed: ParsedQuery, bm25_hit: bool, event: Event, mode: Mode, idf: Mapping[str, float]
+) -> bool:
+    """Matches a theme word lexically (the dense baseline has no lexical side: all count)."""
+    if not parsed.terms or mode == "dense" or bm25_hit:
+        return True
+    return title_match(parsed.terms, event, idf) > 0

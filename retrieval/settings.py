@@ -25,13 +25,38 @@ class RetrievalSettings(BaseSettings):
         None, description="Milvus server URI or Milvus Lite file; unset = Milvus Lite in data_dir."
     )
     milvus_token: str | None = Field(None, description="Milvus auth token (server only).")
+    milvus_index_type: str = Field(
+        "FLAT",
+        description="Dense index. FLAT (exact) for Milvus Lite, whose AUTOINDEX is approximate and "
+        "returned no rows under selective filters (docs/adr/0005); HNSW on a Milvus server.",
+    )
     collection: str = Field(DEFAULT_COLLECTION, description="Milvus collection holding events.")
     top_k: int = Field(5, ge=1, le=50, description="Events returned to the caller.")
     candidates: int = Field(
-        60, ge=1, le=1000, description="Dense candidates fetched before scoring."
+        100, ge=1, le=1000, description="Candidates fetched from each of dense and BM25 search."
     )
-    lexical_weight: float = Field(
-        0.35, ge=0, description="Weight of the query-term match in title/keywords, added to cosine."
+    weight_dense: float = Field(
+        1.0, ge=0, description="Weight of the dense (e5) cosine, min-max scaled over candidates."
+    )
+    weight_bm25: float = Field(
+        1.0, ge=0, description="Weight of the BM25 score, scaled by the best candidate's."
+    )
+    weight_title: float = Field(
+        1.0, ge=0, description="Weight of the share of theme words found in title or keywords."
+    )
+    weight_geo: float = Field(
+        1.0, ge=0, description="Weight of closeness, exp(-distance / (radius / 2)), when near."
+    )
+    weight_time: float = Field(
+        0.3, ge=0, description="Weight of how soon the event starts within the asked window."
+    )
+    job_penalty: float = Field(
+        1.0,
+        ge=0,
+        description="Subtracted from job-centre sessions unless the request is about jobs.",
+    )
+    min_results: int = Field(
+        3, ge=1, description="Fewer on-theme results than this widens radius, then time window."
     )
     near_me_radius_km: float = Field(
         10.0, gt=0, description="Radius for 'près de moi' when the query names none."

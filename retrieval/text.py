@@ -1,11 +1,30 @@
-"""French text normalisation shared by ingest (keys) and query parsing (matching)."""
+"""French text normalisation shared by ingest (index text, keys) and query parsing (matching).
+
+Milvus Lite's BM25 analyzer is `standard` only (no French stemming), so both sides of the
+lexical match go through `terms()`: accents folded, common abbreviations expanded, words
+reduced by the Snowball French stemmer ('robotique' → 'robot', 'généalogie' → 'genealog').
+"""
 
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 
+import snowballstemmer
+
 _WORD = re.compile(r"[a-z0-9]+")
+_LOCAL = threading.local()
+
+ABBREVIATIONS = {
+    "expo": "exposition",
+    "expos": "expositions",
+    "cine": "cinema",
+    "bd": "bande dessinee",
+    "conf": "conference",
+    "resto": "restaurant",
+    "asso": "association",
+}
 
 
 def fold(text: str) -> str:
@@ -16,18 +35,16 @@ def fold(text: str) -> str:
 
 
 def stem(word: str) -> str:
-    """A light French plural stripper: 'concerts' → 'concert', 'festivaux' → 'festival'.
-
-    Milvus Lite's BM25 analyzer does no French stemming; this is enough to match the
-    singular and plural forms users type against titles and keywords.
-    """
-    if len(word) > 4 and word.endswith("aux"):
-        return word[:-3] + "al"
-    if len(word) > 3 and word[-1] in "sx" and word[-2] != word[-1]:
-        return word[:-1]
-    return word
+    """Snowball French stem of a folded word ('concerts' → 'concert', 'festivaux' → 'festival')."""
+    stemmer = getattr(_LOCAL, "stemmer", None)
+    if stemmer is None:  # Snowball stemmers keep state per call: one per thread
+        stemmer = _LOCAL.stemmer = snowballstemmer.stemmer("french")
+    return str(stemmer.stemWord(word))
 
 
 def terms(text: str) -> list[str]:
-    """Folded, stemmed words of `text`, in order."""
-    return [stem(w) for w in fold(text).split()]
+    """Folded, abbreviation-expanded, stemmed words of `text`, in order."""
+    words = []
+    for word in fold(text).split():
+        words.extend(ABBREVIATIONS.get(word, word).split())
+    return [stem(w) for w in words]

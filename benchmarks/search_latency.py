@@ -1,0 +1,143 @@
+"""Search latency (p50/p95, rerank included) at the real corpus size and at 100k events.
+
+    python benchmarks/search_latency.py --store .puls [--sizes 5000,100000] [--repeat 3]
+
+The large corpus replicates the real events with jittered dates (±180 days) and
+coordinates (±0.05°), copying their vectors instead of re-embedding them (identical text
+has an identical vector; embedding 100k passages would take over an hour here). Both
+corpora are searched in the same run with the same queries, so their ratio is meaningful
+on a noisy machine. Results: JSON under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval import RetrievalSettings, Retriever, close_retriever, open_retriever
+from retrieval.records import Event
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUERIES = [
+    ("Un concert de jazz à Paris en juin 2025 ?", "2025-06-01T10:00:00+02:00", None),
+    ("Que faire ce soir près de moi ?", "2025-06-21T15:00:00+02:00", (48.86, 2.35)),
+    ("Des expositions à Reims ce week-end", "2026-09-01T09:00:00+02:00", None),
+    ("Ateliers pour enfants dans la Drôme", "2025-03-01T09:00:00+01:00", None),
+    ("Visites guidées d'églises à Strasbourg en septembre 2026", "2026-09-01T09:00:00+02:00", None),
+    ("Conférences sur l'astronomie", "2025-03-01T09:00:00+01:00", None),
+    ("Balades nature près de Die", "2025-03-01T09:00:00+01:00", (44.7536, 5.37)),
+    ("Concerts d'orgue dans le Grand Est", "2026-06-01T09:00:00+02:00", None),
+]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(retriever: Retriever, repeat: int) -> dict[str, float]:
+    """Wall time of `Retriever.search` (parse, embed, 2 Milvus searches, SQL fetch, rerank)."""
+    for text, now, location in QUERIES:  # warm caches and the query embedder
+        retriever.search(text, datetime.fromisoformat(now), location)
+    timings = []
+    for _ in range(repeat):
+        for text, now, location in QUERIES:
+            started = time.perf_counter()
+            retriever.search(text, datetime.fromisoformat(now), location)
+            timings.append((time.perf_counter() - started) * 1000)
+    return {
+        "n": len(timings),
+        "p50_ms": round(statistics.median(timings), 1),
+        "p95_ms": round(_percentile(timings, 0.95), 1),
+        "mean_ms": round(statistics.fmean(timings), 1),
+    }
+
+
+def replicate(source: Retriever, target: Retriever, size: int, seed: int = 7) -> None:
+    """Fill `target` with `size` jittered copies of `source`'s events and vectors."""
+    rng = random.Random(seed)
+    uids = list(source.events.hashes())
+    events = source.events.get(uids)
+    vectors = source.vectors.vectors(uids)
+    batch: list[Event] = []
+    batch_vectors = []
+    for i in range(size):
+        uid = uids[i % len(uids)]
+        shift = timedelta(days=rng.uniform(-180, 180)) if i >= len(uids) else timedelta()
+        original = events[uid]
+        copy = replace(
+            original,
+            uid=f"{uid}-{i}" if i >= len(uids) else uid,
+            start=original.start + shift,
+            end=original.end + shift,
+            lat=None if original.lat is None else original.lat + rng.uniform(-0.05, 0.05),
+            lon=None if original.lon is None else original.lon + rng.uniform(-0.05, 0.05),
+        )
+        batch.append(copy)
+        batch_vectors.append(vectors[uid])
+        if len(batch) == 1000 or i == size - 1:
+            target.vectors.upsert(batch, np.asarray(batch_vectors, dtype=np.float32))
+            target.events.upsert(batch)
+            batch, batch_vectors = [], []
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
+        return out.stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, required=True, help="PULS_DATA_DIR of an ingest")
+    parser.add_argument("--sizes", default="100000", help="replicated corpus sizes")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    real = open_retriever(RetrievalSettings(data_dir=args.store))
+    report: dict[str, Any] = {
+        "benchmark": "search_latency",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "queries": len(QUERIES),
+        "results": {},
+    }
+    report["results"][str(real.events.count())] = measure(real, args.repeat)
+    for size in (int(s) for s in args.sizes.split(",") if s):
+        with tempfile.TemporaryDirectory() as tmp:
+            big = open_retriever(RetrievalSettings(data_dir=Path(tmp)))
+            started = time.perf_counter()
+            replicate(real, big, size)
+            build_s = time.perf_counter() - started
+            report["results"][str(size)] = {
+                **measure(big, args.repeat),
+                "build_s": round(build_s, 1),
+            }
+            close_retriever(big)
+    close_retriever(real)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"search-latency-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Rerankers: order scored candidates. Two implementations behind one protocol.
+
+`FeatureReranker` (the embedded default) is a weighted sum of explainable features;
+`CrossEncoderReranker` (the gpu profile) scores (query, passage) pairs with a
+sentence-transformers cross-encoder and keeps the place/time/job features.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, Protocol
+
+from retrieval.query import ParsedQuery
+from retrieval.records import Event
+from retrieval.settings import RetrievalSettings
+from retrieval.text import fold
+
+TIME_DECAY_DAYS = 14.0
+
+_JOBS = re.compile(
+    r"\b(recrut\w*|emploi|job|jobs|job dating|france travail|pole emploi|interim\w*|"
+    r"information collective|cv|candidat\w*|alternance|embauche|formation professionnelle)\b"
+)
+# In a description only unambiguous phrases count ("mode d'emploi" is not a job fair).
+_JOBS_IN_DESCRIPTION = re.compile(
+    r"\b(france travail|pole emploi|job dating|information collective)\b"
+)
+
+
+@dataclass(frozen=True)
+class ScoredEvent:
+    """An event with the parts of its score, so rankings can be explained."""
+
+    event: Event
+    score: float
+    dense: float = 0.0
+    bm25: float = 0.0
+    lexical: float = 0.0
+    distance_km: float | None = None
+    on_theme: bool = True
+    features: dict[str, float] = field(default_factory=dict, compare=False)
+
+
+def is_job_session(event: Event) -> bool:
+    """Job-centre agendas (recruitment, information sessions) are not outings."""
+    if _JOBS.search(fold(f"{event.title} {' '.join(event.keywords)}")):
+        return True
+    return bool(_JOBS_IN_DESCRIPTION.search(fold(event.description)))
+
+
+def mentions_jobs(query_terms: Sequence[str]) -> bool:
+    """The request is about jobs (then job-centre sessions are what it wants)."""
+    return bool(_JOBS.search(" ".join(query_terms)))
+
+
+class Reranker(Protocol):
+    """Orders candidates best first; sets each `score` and its `features`."""
+
+    def rerank(
+        self, parsed: ParsedQuery, candidates: Sequence[ScoredEvent]
+    ) -> list[ScoredEvent]: ...
+
+
+def _scaled(values: Sequence[float]) -> list[float]:
+    """Min-max scaling to [0, 1] (all equal → all 1)."""
+    lo, hi = min(values, default=0.0), max(values, default=0.0)
+    return [1.0 if hi == lo else (v - lo) / (hi - lo) for v in values]
+
+
+def context_features(parsed: ParsedQuery, candidate: ScoredEvent) -> dict[str, float]:
+    """Place, time and job features, shared by every reranker."""
+    geo = 0.0
+    if parsed.near is not None and candidate.distance_km is not None:
+        geo = math.exp(-candidate.distance_km / (parsed.near.radius_km / 2))
+    wait = max((candidate.event.start - parsed.window.start) / timedelta(days=1), 0.0)
+    asks_jobs = mentions_jobs(parsed.terms)
+    job = 1.0 if not asks_jobs and is_job_session(candidate.event) else 0.0
+    return {"geo": geo, "time": math.exp(-wait / TIME_DECAY_DAYS), "job": job}
+
+
+class FeatureReranker:
+    """score = w·(dense, bm25, title, geo, time) − job_penalty·job."""
+
+    def __init__(self, settings: RetrievalSettings) -> None:
+        self.settings = settings
+
+    def rerank(self, parsed: ParsedQuery, candidates: Sequence[ScoredEvent]) -> list[ScoredEvent]:
+        s = self.settings
+        dense = _scaled([c.dense for c in candidates])
+        best_bm25 = max((c.bm25 for c in candidates), default=0.0) or 1.0
+        ranked = []
+        for candidate, dense_scaled in zip(candidates, dense, strict=True):
+            features = {
+                "dense": dense_scaled if candidate.dense else 0.0,
+                "bm25": candidate.bm25 / best_bm25,
+                "title": candidate.lexical,
+                **context_features(parsed, candidate),
+            }
+            score = (
+                s.weight_dense * features["dense"]
+                + s.weight_bm25 * features["bm25"]
+                + s.weight_title * features["title"]
+                + s.weight_geo * features["geo"]
+                + s.weight_time * features["time"]
+                - s.job_penalty * features["job"]
+            )
+            ranked.append(replace(candidate, score=score, features=features))
+        ranked.sort(key=lambda c: c.score, reverse=True)
+        return ranked
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers `CrossEncoder` (e.g. BAAI/bge-reranker-v2-m3 on a GPU) scores
+    (query, passage) pairs; place, time and job features are added as in `FeatureReranker`.
+
+    `model` is a local directory or a hub id; with HF_HUB_OFFLINE=1 it must be on disk.
+    """
+
+    def __init__(self, model: str | Any, settings: RetrievalSettings, device: str | None = None):
+        if isinstance(model, str):
+            from sentence_transformers import CrossEncoder
+
+            model = CrossEncoder(model, device=device)
+        self.model = model
+        self.settings = settings
+
+    def rerank(self, parsed: ParsedQuery, candidates: Sequence[ScoredEvent]) -> list[ScoredEvent]:
+        if not candidates:
+            return []
+        pairs = [(parsed.text, c.event.passage()) for c in candidates]
+        relevance = _scaled([float(x) for x in self.model.predict(pairs)])
+        s = self.settings
+        ranked = []
+        for candidate, rel in zip(candidates, relevance, strict=True):
+            features = {"cross_encoder": rel, **context_features(parsed, candidate)}
+            score = (
+                (s.weight_dense + s.weight_bm25 + s.weight_title) * rel
+                + s.weight_geo * features["geo"]
+                + s.weight_time * features["time"]
+                - s.job_penalty * features["job"]
+            )
+            ranked.append(replace(candidate, score=score, features=features))
+        ranked.sort(key=lambda c: c.score, reverse=True)
+        return ranked
+
+
+def dedupe(ranked: Sequence[ScoredEvent]) -> list[ScoredEvent]:
+    """Drop near-identical events (same folded title, city and start day), keeping the best."""
+    seen: set[tuple[str, str, str]] = set()
+    kept = []
+    for candidate in ranked:
+        event = candidate.event
+        key = (fold(event.title), fold(event.city), event.start.date().isoformat())
+        if key not in seen:
+            seen.add(key)
+            kept.append(candidate)
+    return kept

@@ -1,0 +1,77 @@
+"""The cross-encoder reranker's plumbing, with a tiny BERT cross-encoder built here.
+
+The gpu profile loads a real reranker (e.g. BAAI/bge-reranker-v2-m3) from a local
+directory; no such model can be downloaded here, so this test builds a 1-layer BERT with
+random weights, saves it like a hub checkpoint and loads it through sentence-transformers'
+`CrossEncoder` from that directory. It checks the wiring (pairs in, scores out, ordering,
+context features), not ranking quality.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from retrieval.query import parse_query
+from retrieval.records import Event
+from retrieval.rerank import CrossEncoderReranker, ScoredEvent
+from retrieval.settings import RetrievalSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+PARIS = ZoneInfo("Europe/Paris")
+NOW = datetime(2025, 6, 4, 15, 30, tzinfo=PARIS)
+WORDS = "concert jazz atelier poterie paris expo orgue de a le la".split()
+
+
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    directory = tmp_path_factory.mktemp("tiny-cross-encoder")
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]), "utf-8")
+    BertTokenizer(str(vocab)).save_pretrained(directory)
+    config = BertConfig(
+        vocab_size=len(WORDS) + 5,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=1,
+    )
+    BertForSequenceClassification(config).save_pretrained(directory)
+    return directory
+
+
+def candidate(uid: str, title: str, distance: float = 1.0) -> ScoredEvent:
+    start = NOW + timedelta(days=1)
+    event = Event(uid=uid, source="t", title=title, start=start, end=start + timedelta(hours=2))
+    return ScoredEvent(event=event, score=0.0, distance_km=distance)
+
+
+def test_cross_encoder_orders_by_its_own_scores(tiny_cross_encoder: Path) -> None:
+    reranker = CrossEncoderReranker(str(tiny_cross_encoder), RetrievalSettings(), device="cpu")
+    parsed = parse_query("concert de jazz", NOW, [])
+    candidates = [
+        candidate(str(i), t)
+        for i, t in enumerate(["concert jazz", "atelier poterie", "expo orgue"])
+    ]
+    ranked = reranker.rerank(parsed, candidates)
+    predicted = reranker.model.predict([(parsed.text, c.event.passage()) for c in candidates])
+    expected = [candidates[i].event.uid for i in sorted(range(3), key=lambda i: -predicted[i])]
+    assert [c.event.uid for c in ranked] == expected
+    assert all("cross_encoder" in c.features for c in ranked)
+    assert (
+        ranked[0].features["cross_encoder"] == 1.0 and ranked[-1].features["cross_encoder"] == 0.0
+    )
+
+
+def test_cross_encoder_keeps_place_features(tiny_cross_encoder: Path) -> None:
+    settings = RetrievalSettings(weight_geo=100.0)
+    reranker = CrossEncoderReranker(str(tiny_cross_encoder), settings, device="cpu")
+    parsed = parse_query("concert près de moi", NOW, [], location=(48.86, 2.34))
+    far, near = candidate("far", "concert jazz", 9.0), candidate("near", "atelier poterie", 0.2)
+    assert [c.event.uid for c in reranker.rerank(parsed, [far, near])] == ["near", "far"]
