@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from retrieval.places import areas
@@ -234,16 +235,24 @@ class Where:
     notes: tuple[str, ...] = ()
 
 
+@lru_cache(maxsize=8)
+def _place_pattern(names: frozenset[str], prefix: str) -> tuple[re.Pattern[str], dict[str, str]]:
+    """One compiled alternation for a whole gazetteer (hundreds of names), longest first so
+    that 'Saint-Denis' is not read as 'Denis'; and folded name → name as given."""
+    by_key = {fold(n): n for n in names if len(fold(n)) >= 3}
+    alternation = "|".join(re.escape(k) for k in sorted(by_key, key=len, reverse=True))
+    return re.compile(rf"{prefix}({alternation})\b"), by_key
+
+
 def _named_places(folded: str, names: Iterable[str], prefix: str) -> list[tuple[str, str]]:
-    """(name, matched words) for names introduced by `prefix`, longest first so that
-    'Saint-Denis' is not read as 'Denis'; each stretch of text is used once."""
-    found = []
-    remaining = folded
-    for name in sorted({n for n in names if len(fold(n)) >= 3}, key=lambda n: -len(fold(n))):
-        if m := re.search(rf"{prefix}({re.escape(fold(name))})\b", remaining):
-            found.append((name, m.group(0).strip()))
-            remaining = remaining.replace(m.group(1), " ")
-    return found
+    """(name, matched words) for each name introduced by `prefix`, once per name."""
+    pattern, by_key = _place_pattern(frozenset(names), prefix)
+    if not by_key:
+        return []
+    found: dict[str, str] = {}
+    for m in pattern.finditer(folded):
+        found.setdefault(by_key[m.group(1)], m.group(0).strip())
+    return list(found.items())
 
 
 def parse_where(

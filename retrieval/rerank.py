@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 
 from retrieval.query import ParsedQuery
@@ -47,9 +48,15 @@ class ScoredEvent:
 
 def is_job_session(event: Event) -> bool:
     """Job-centre agendas (recruitment, information sessions) are not outings."""
-    if _JOBS.search(fold(f"{event.title} {' '.join(event.keywords)}")):
+    return _is_job_text(event.title, event.keywords, event.description)
+
+
+@lru_cache(maxsize=200_000)
+def _is_job_text(title: str, keywords: tuple[str, ...], description: str) -> bool:
+    """Memoised: folding every candidate's description on every request cost ~10 ms."""
+    if _JOBS.search(fold(f"{title} {' '.join(keywords)}")):
         return True
-    return bool(_JOBS_IN_DESCRIPTION.search(fold(event.description)))
+    return bool(_JOBS_IN_DESCRIPTION.search(fold(description)))
 
 
 def mentions_jobs(query_terms: Sequence[str]) -> bool:

@@ -22,6 +22,7 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
@@ -81,27 +82,51 @@ def _bounding_box(near: Near) -> str:
     )
 
 
-def title_match(query_terms: Sequence[str], event: Event, idf: Mapping[str, float]) -> float:
+def title_terms(event: Event) -> frozenset[str]:
+    """The analysed words of the title and keywords: where a theme word counts double."""
+    return frozenset(terms(event.title + " " + " ".join(event.keywords)))
+
+
+def title_match(
+    query_terms: Sequence[str],
+    in_title: AbstractSet[str],
+    idf: Mapping[str, float],
+    unseen_idf: float = 1.0,
+) -> float:
     """IDF-weighted share of the query terms found in the title or keywords.
 
-    A match on a rare word ("souterrain") counts more than on a common one ("visite").
+    A match on a rare word ("souterrain") counts more than on a common one ("visite"); a
+    word no title contains weighs `unseen_idf` (the rarest seen).
     """
     if not query_terms:
         return 0.0
-    strong = set(terms(event.title + " " + " ".join(event.keywords)))
-    weights = {t: idf.get(t, max(idf.values(), default=1.0)) for t in query_terms}
+    weights = {t: idf.get(t, unseen_idf) for t in query_terms}
     total = sum(weights.values()) or 1.0
-    return sum(w for t, w in weights.items() if t in strong) / total
+    return sum(w for t, w in weights.items() if t in in_title) / total
 
 
-def title_idf(events: Iterable[Event]) -> dict[str, float]:
-    """Inverse document frequency of title/keyword terms: log(N / df)."""
-    df: Counter[str] = Counter()
-    n = 0
-    for event in events:
-        n += 1
-        df.update(set(terms(event.title + " " + " ".join(event.keywords))))
-    return {t: math.log((n + 1) / (c + 0.5)) for t, c in df.items()}
+@dataclass(frozen=True)
+class TitleIndex:
+    """Title terms per event and their IDF over the store, computed once (stemming every
+    candidate's title on every request cost ~40 ms)."""
+
+    terms: dict[str, frozenset[str]]
+    idf: dict[str, float]
+    unseen_idf: float = 1.0
+
+    @classmethod
+    def build(cls, events: Iterable[Event]) -> TitleIndex:
+        by_uid = {event.uid: title_terms(event) for event in events}
+        df: Counter[str] = Counter()
+        for words in by_uid.values():
+            df.update(words)
+        n = len(by_uid)
+        idf = {t: math.log((n + 1) / (c + 0.5)) for t, c in df.items()}
+        return cls(by_uid, idf, max(idf.values(), default=1.0))
+
+    def of(self, event: Event) -> frozenset[str]:
+        """Cached terms, or computed for an event ingested after the index was built."""
+        return self.terms.get(event.uid) or title_terms(event)
 
 
 def relaxations(parsed: ParsedQuery) -> Iterator[tuple[ParsedQuery, tuple[str, ...]]]:
@@ -145,7 +170,7 @@ class Retriever:
         self.reranker: Reranker = reranker or FeatureReranker(settings)
         self.geo: GeoIndex = geo or HaversineGeoIndex(events)
         self._cities: list[str] | None = None
-        self._idf: dict[str, float] | None = None
+        self._titles: TitleIndex | None = None
         self._lock = threading.Lock()
 
     def cities(self) -> list[str]:
@@ -155,18 +180,20 @@ class Retriever:
                 self._cities = self.events.cities()
             return self._cities
 
-    def idf(self) -> dict[str, float]:
-        """Title-term IDF over the whole store, computed once."""
+    def titles(self) -> TitleIndex:
+        """Title terms and their IDF over the whole store, built once."""
         with self._lock:
-            if self._idf is None:
-                self._idf = title_idf(self.events.get(list(self.events.hashes())).values())
-            return self._idf
+            if self._titles is None:
+                self._titles = TitleIndex.build(
+                    self.events.get(list(self.events.hashes())).values()
+                )
+            return self._titles
 
     def warm_up(self) -> None:
         """Load the gazetteer and term statistics and embed once, so the first request pays
         no start-up cost."""
         self.cities()
-        self.idf()
+        self.titles()
         self.embedder.embed_queries(["concert"])
 
     def parse(
@@ -224,7 +251,7 @@ class Retriever:
         stored = self.events.get(list(dict.fromkeys(h.uid for h in dense + lexical)))
         dense_by_uid = {h.uid: h.score for h in dense}
         bm25_by_uid = {h.uid: abs(h.score) for h in lexical}
-        idf = self.idf()
+        titles = self.titles()
         distances: dict[str, float] = {}
         if parsed.near is not None:
             near = parsed.near
@@ -236,24 +263,21 @@ class Retriever:
                 continue
             if exclude_jobs and is_job_session(event):
                 continue  # job-centre sessions are not outings (docs/adr/0005)
+            share = title_match(parsed.terms, titles.of(event), titles.idf, titles.unseen_idf)
             scored.append(
                 ScoredEvent(
                     event=event,
                     score=0.0,
                     dense=dense_by_uid.get(uid, 0.0),
                     bm25=bm25_by_uid.get(uid, 0.0),
-                    lexical=title_match(parsed.terms, event, idf),
+                    lexical=share,
                     distance_km=distances.get(uid),
-                    on_theme=_on_theme(parsed, uid in bm25_by_uid, event, mode, idf),
+                    on_theme=_on_theme(parsed, uid in bm25_by_uid, share, mode),
                 )
             )
         return dedupe(self.reranker.rerank(parsed, scored))
 
 
-def _on_theme(
-    parsed: ParsedQuery, bm25_hit: bool, event: Event, mode: Mode, idf: Mapping[str, float]
-) -> bool:
+def _on_theme(parsed: ParsedQuery, bm25_hit: bool, title_share: float, mode: Mode) -> bool:
     """Matches a theme word lexically (the dense baseline has no lexical side: all count)."""
-    if not parsed.terms or mode == "dense" or bm25_hit:
-        return True
-    return title_match(parsed.terms, event, idf) > 0
+    return not parsed.terms or mode == "dense" or bm25_hit or title_share > 0
