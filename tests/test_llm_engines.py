@@ -148,3 +148,24 @@ def test_the_app_answers_through_a_remote_engine(
     assert citations and {c["uid"] for c in citations} <= ingested_uids(sample_files)
     assert (r.choices[0].message.content or "").startswith("Voici")
     assert r.usage is not None and r.usage.completion_tokens > 0
+
+
+def test_cancelled_streams_leave_the_engine_working() -> None:
+    """Cancel queued and running generations at once (what a load test's time limit does):
+    llama.cpp must never run two at a time — that crashed the server — and keeps serving."""
+
+    async def run() -> None:
+        llm = LlamaCppLLM(n_ctx=1024)
+        await llm.warm_up()
+        long = SamplingParams(max_tokens=40, temperature=0.0)
+        tasks = [asyncio.create_task(complete(llm, PROMPT, long)) for _ in range(12)]
+        await asyncio.sleep(0.2)  # the first is decoding, the others are queued
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert sum(isinstance(r, asyncio.CancelledError) for r in results) >= 10
+        text, last = await complete(llm, PROMPT, PARAMS)
+        assert text.strip() and last.usage is not None and last.usage.completion_tokens > 0
+        await llm.aclose()
+
+    asyncio.run(run())

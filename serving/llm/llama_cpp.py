@@ -1,7 +1,10 @@
 """The embedded engine: llama.cpp in-process through llama-cpp-python.
 
-llama.cpp holds one sequence at a time here, so requests are serialised by a lock;
-the wait is measured (`queue_wait_s`) rather than hidden.
+llama.cpp holds one sequence at a time, so every use of the model — load, generation,
+tokenisation, close — runs on one dedicated thread (a single-worker executor). Requests
+queue in front of it and the wait is measured (`last_queue_wait_s`) rather than hidden.
+No asyncio cancellation can make two generations overlap: a cancelled request that has not
+started is dropped from the queue, one that has started stops at its next token.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +42,7 @@ class LlamaCppLLM:
         self._n_ctx = n_ctx
         self._threads = threads
         self._llama: Any = None
-        self._lock = asyncio.Lock()
+        self._engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
         self.last_queue_wait_s = 0.0
 
     def _load(self) -> Any:
@@ -56,35 +60,33 @@ class LlamaCppLLM:
 
     async def warm_up(self) -> None:
         if self._llama is None:
-            self._llama = await asyncio.to_thread(self._load)
+            loaded = await asyncio.get_running_loop().run_in_executor(self._engine, self._load)
+            self._llama = loaded
         async for _ in self.stream("Bonjour", SamplingParams(max_tokens=1)):
             pass
 
     async def aclose(self) -> None:
-        async with self._lock:  # never free the model under a running generation
-            if self._llama is not None:
-                self._llama.close()
-                self._llama = None
+        """Free the model on the engine thread, after whatever is running there."""
+        if self._llama is not None:
+            llama, self._llama = self._llama, None
+            await asyncio.get_running_loop().run_in_executor(self._engine, llama.close)
+        self._engine.shutdown(wait=False, cancel_futures=True)
 
     async def check_health(self) -> None:
         if self._llama is None:
             raise EngineUnavailable("the llama.cpp model is not loaded yet")
 
     async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Chunk]:
+        """Queue a generation on the engine thread and relay its pieces as they come."""
         await self.check_health()
-        queued = time.monotonic()
-        async with self._lock:
-            self.last_queue_wait_s = time.monotonic() - queued
-            async for chunk in self._generate(prompt, params):
-                yield chunk
-
-    async def _generate(self, prompt: str, params: SamplingParams) -> AsyncIterator[Chunk]:
-        """Run llama.cpp's blocking generator in a thread and relay its pieces."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
+        queued = time.monotonic()
 
         def work() -> None:
+            self.last_queue_wait_s = time.monotonic() - queued
+            text: list[str] = []
             try:
                 pieces = self._llama.create_completion(
                     prompt,
@@ -99,32 +101,29 @@ class LlamaCppLLM:
                     if stop.is_set():  # the client went away: stop decoding
                         break
                     choice = piece["choices"][0]
+                    text.append(choice["text"])
                     loop.call_soon_threadsafe(queue.put_nowait, ("piece", choice))
+                usage = self._usage(prompt, "".join(text))
+                loop.call_soon_threadsafe(queue.put_nowait, ("usage", usage))
             except Exception as exc:  # handed to the event loop, re-raised there
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
 
-        worker = loop.run_in_executor(None, work)
-        text: list[str] = []
+        worker = loop.run_in_executor(self._engine, work)
         finish: str | None = None
         try:
             while True:
                 kind, value = await queue.get()
-                if kind == "end":
-                    break
                 if kind == "error":
                     raise EngineError(f"llama.cpp failed: {value}") from value
+                if kind == "usage":
+                    yield Chunk(text="", finish_reason=finish or "stop", usage=value)
+                    return
                 finish = value.get("finish_reason") or finish
                 if value["text"]:
-                    text.append(value["text"])
                     yield Chunk(text=value["text"])
         finally:
-            stop.set()
-            await worker
-        yield Chunk(
-            text="", finish_reason=finish or "stop", usage=self._usage(prompt, "".join(text))
-        )
+            stop.set()  # started: stop at the next token; still queued: never start
+            worker.cancel()
 
     def _usage(self, prompt: str, completion: str) -> Usage:
         """Token counts by the model's own tokenizer (llama.cpp's stream carries no usage)."""
