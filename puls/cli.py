@@ -216,28 +216,35 @@ def eval_retrieval(
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default PULS_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default PULS_PORT).")] = None,
+    ray: Annotated[
+        bool, typer.Option("--ray/--no-ray", help="Run the Ray Serve graph, or one process.")
+    ] = True,
 ) -> None:
-    """Run the OpenAI-compatible API."""
-    import uvicorn
-
-    from serving.app import create_app
-
+    """Run the OpenAI-compatible API: on Ray Serve by default, in one process with --no-ray."""
     settings = load_settings()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.serving.host,
-        port=port or settings.serving.port,
-        timeout_graceful_shutdown=30,
-    )
+    bind_host, bind_port = host or settings.serving.host, port or settings.serving.port
+    if ray:
+        from serving.deployments import run
+
+        run(settings, bind_host, bind_port)
+        return
+    import uvicorn
+
+    from serving.app import create_app
+
+    uvicorn.run(create_app(settings), host=bind_host, port=bind_port, timeout_graceful_shutdown=30)
 
 
 @app.command()
 def demo(
     data: Annotated[Path, typer.Option(help="Directory of sample exports.")] = BUNDLED_DATA,
     port: Annotated[int | None, typer.Option(help="Port (default PULS_PORT).")] = None,
+    ray: Annotated[
+        bool, typer.Option("--ray/--no-ray", help="Run the Ray Serve graph, or one process.")
+    ] = True,
 ) -> None:
     """Ingest the bundled OpenAgenda sample (skipped when unchanged), then serve it."""
     settings = load_settings()
@@ -259,4 +266,4 @@ def demo(
         '"puls": {"now": "2025-06-01T10:00:00+02:00"}}\'\n'
         f'  or the openai SDK with base_url="{base}/v1" (see README.md).\n'
     )
-    serve(host=None, port=bound)
+    serve(host=None, port=bound, ray=ray)

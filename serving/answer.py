@@ -65,13 +65,19 @@ def render_event(rank: int, scored: ScoredEvent) -> str:
 
 
 def render_events(result: SearchResult) -> str:
-    return "\n".join(render_event(i, s) for i, s in enumerate(result.events, start=1))
+    """The list of events, preceded by what was relaxed to find them, if anything."""
+    lines = [render_event(i, s) for i, s in enumerate(result.events, start=1)]
+    if result.relaxed:
+        note = "Rien ne correspondait exactement ; recherche élargie : " + ", ".join(result.relaxed)
+        lines.insert(0, f"_{note}._\n")
+    return "\n".join(lines)
 
 
 def no_result_message(result: SearchResult) -> str:
     """A deterministic answer when nothing matched: say what was searched, invent nothing."""
     parsed = result.parsed
-    where = f" à {', '.join(parsed.cities)}" if parsed.cities else ""
+    places = [*parsed.cities, *parsed.areas]
+    where = f" à {', '.join(places)}" if places else ""
     if parsed.near is not None:
         where = f" à moins de {parsed.near.radius_km:g} km"
     return (

@@ -1,5 +1,5 @@
 """The FastAPI app: `create_app(settings)` opens clients in the lifespan and warms up in the
-background, so `/healthz` answers at once and `/readyz` turns green when the model is loaded.
+background, so `/healthz` answers at once and `/readyz` turns green when the models are loaded.
 """
 
 from __future__ import annotations
@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
@@ -18,57 +17,122 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from puls.settings import Settings
 from retrieval import Retriever, close_retriever, open_retriever
+from serving.budget import BudgetStore, Limits, TokenBudget, open_budget_store
+from serving.embeddings.router import router as embeddings_router
+from serving.embeddings.service import E5TokenCounter, EmbeddingService
 from serving.errors import (
     BadRequest,
     NotReady,
+    PayloadTooLarge,
     PulsAPIError,
+    Unauthorized,
     error_response,
     handle_api_error,
     handle_validation_error,
 )
-from serving.llm import LLM, build_llm
+from serving.feedback.router import router as feedback_router
+from serving.llm import LLM, build_large_llm, build_llm
+from serving.memory.bundle import build_memory
+from serving.memory.context import RequestContextVars, parse_key_users
+from serving.metrics import CONTENT_TYPE_LATEST, Metrics
+from serving.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from serving.openai_api.router import router as openai_router
 from serving.openai_api.service import ChatService
+from serving.profiles.router import router as profiles_router
+from serving.settings import ServingSettings
+from serving.stage_timing import time_reranker
 
 log = logging.getLogger(__name__)
 
 
-async def warm_up(app: FastAPI, retriever: Retriever, llm: LLM) -> None:
-    """Load the embedder and the model, run each once, then mark the app ready."""
+async def warm_up(
+    app: FastAPI, retriever: Retriever, engines: dict[str, LLM], store: BudgetStore
+) -> None:
+    """Load the embedder and the models, run each once, reach the budget store, then mark
+    the app ready."""
     started = time.monotonic()
     try:
         await asyncio.to_thread(retriever.warm_up)
-        await llm.warm_up()
+        for engine in engines.values():
+            await engine.warm_up()
+        await store.check_health()
+        await asyncio.to_thread(app.state.embeddings.counter.count, "concert")
     except Exception as exc:
         app.state.warm_up_error = f"{type(exc).__name__}: {exc}"
         log.exception("warm-up failed")
         return
     app.state.ready = True
     log.info(
-        "ready in %.1f s (%d events indexed)", time.monotonic() - started, retriever.events.count()
+        "ready in %.1f s (%d events indexed, engines: %s)",
+        time.monotonic() - started,
+        retriever.events.count(),
+        ", ".join(engines),
     )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def build_engines(settings: ServingSettings) -> dict[str, LLM]:
+    """`small` always; `large` when `PULS_LLM_LARGE_URL` is set."""
+    engines = {"small": build_llm(settings)}
+    large = build_large_llm(settings)
+    if large is not None:
+        engines["large"] = large
+    return engines
+
+
+def build_budget(settings: ServingSettings) -> TokenBudget:
+    limits = Limits(
+        budget=settings.daily_token_budget,
+        budget_per_user=settings.daily_token_budget_per_user,
+        hard_cap=settings.daily_token_hard_cap,
+        hard_cap_per_user=settings.daily_token_hard_cap_per_user,
+    )
+    return TokenBudget(open_budget_store(settings.redis_url), limits, settings.budget_key_prefix)
+
+
+def create_app(
+    settings: Settings,
+    engine_factory: Callable[[ServingSettings], dict[str, LLM]] = build_engines,
+) -> FastAPI:
+    """The API. `engine_factory` builds the engines in the lifespan: in-process or remote by
+    default, or proxies to Ray Serve deployments (serving/deployments.py)."""
+    serving = settings.serving
+    metrics = Metrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         retriever = open_retriever(settings.retrieval)
-        llm = build_llm(settings.serving)
+        time_reranker(retriever, metrics)
+        engines = engine_factory(serving)
+        budget = build_budget(serving)
         app.state.retriever = retriever
-        app.state.llm = llm
-        app.state.chat = ChatService(
-            retriever, llm, settings.serving.served_model_name, settings.serving.answer_max_tokens
+        app.state.engines = engines
+        app.state.budget = budget
+        database_url = settings.retrieval.resolved_database_url()
+        memory = build_memory(serving, retriever, database_url, metrics)
+        app.state.memory = memory
+        app.state.chat = ChatService(retriever, engines, budget, metrics, serving, memory)
+        app.state.embeddings = EmbeddingService(
+            retriever.embedder,
+            E5TokenCounter(),
+            serving.embedding_model_name,
+            serving.max_embedding_inputs,
+            metrics,
         )
-        task = asyncio.create_task(warm_up(app, retriever, llm))
+        task = asyncio.create_task(warm_up(app, retriever, engines, budget.store))
         try:
             yield
         finally:
             task.cancel()
-            await llm.aclose()
+            for engine in engines.values():
+                await engine.aclose()
+            await budget.store.aclose()
+            await memory.aclose()
             close_retriever(retriever)
 
     app = FastAPI(title="Puls", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.api_keys = serving.api_key_set()
     app.state.ready = False
     app.state.warm_up_error = None
     app.state.started = int(time.time())
@@ -76,7 +140,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(openai_router)
+    app.include_router(embeddings_router)
+    app.include_router(feedback_router)
+    app.include_router(profiles_router)
+    _add_probes(app, metrics)
+    # Innermost: reads the request id RequestContextMiddleware chose.
+    app.add_middleware(RequestContextVars, key_users=parse_key_users(serving.api_key_users))
+    # Added last = outermost: the request id and the metrics see every response, 413s included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=serving.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app
 
+
+def _add_probes(app: FastAPI, metrics: Metrics) -> None:
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         """The process is up (it may still be warming up)."""
@@ -84,41 +160,42 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
-        """Model loaded and every store reachable."""
-        if request.app.state.warm_up_error:
-            raise NotReady(
-                f"warm-up failed: {request.app.state.warm_up_error}", code="warm_up_failed"
-            )
-        if not request.app.state.ready:
+        """Models loaded and every store reachable (the large engine may be down: the
+        router falls back to the small one)."""
+        state = request.app.state
+        if state.warm_up_error:
+            raise NotReady(f"warm-up failed: {state.warm_up_error}", code="warm_up_failed")
+        if not state.ready:
             raise NotReady("warming up", code="warming_up")
-        retriever: Retriever = request.app.state.retriever
+        retriever: Retriever = state.retriever
         try:
             await asyncio.to_thread(retriever.vectors.check_health)
             await asyncio.to_thread(retriever.events.check_health)
-            await request.app.state.llm.check_health()
+            await state.engines["small"].check_health()
+            await state.budget.store.check_health()
         except Exception as exc:
             raise NotReady(f"backend unavailable: {exc}", code="backend_unavailable") from exc
-        return JSONResponse({"status": "ready", "events": retriever.events.count()})
+        # Session memory and the cache are optional: without them answers still come.
+        degraded = [] if await state.memory.guard.probe() else ["memory"]
+        body = {"status": "ready", "events": retriever.events.count(), "degraded": degraded}
+        return JSONResponse(body)
 
-    @app.middleware("http")
-    async def request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers["x-request-id"] = request.headers.get("x-request-id") or _new_id()
-        return response
-
-    return app
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text exposition of this app's registry."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
+_STATUS_ERRORS: dict[int, type[PulsAPIError]] = {401: Unauthorized, 413: PayloadTooLarge}
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    """Starlette's own errors (404 route, 405 method) in OpenAI's envelope too."""
+    """Starlette's own errors (404 route, 405 method, 413 body) in OpenAI's envelope too."""
     assert isinstance(exc, StarletteHTTPException)
-    error = BadRequest(str(exc.detail), code="http_error")
+    kind = _STATUS_ERRORS.get(exc.status_code, BadRequest)
+    code = "request_too_large" if exc.status_code == 413 else "http_error"
+    error = kind(str(exc.detail), code=code)
     error.status = exc.status_code
-    error.type = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    if exc.status_code == 404:
+        error.type = "not_found_error"
     return error_response(error)

@@ -1,10 +1,13 @@
 """Errors the API reports, and the one mapper to OpenAI's error envelope.
 
-PulsAPIError          base: has an HTTP status and an OpenAI error type
-├── BadRequest        400 the request is well-formed JSON but asks for something invalid
-├── InvalidBody       422 the body does not match the schema
-├── ModelNotFound     404 `model` names no served model
-└── NotReady          503 warm-up not finished, or a backend is down
+PulsAPIError            base: has an HTTP status, an OpenAI error type and extra headers
+├── BadRequest          400 the request is well-formed JSON but asks for something invalid
+├── Unauthorized        401 API keys are configured and the bearer token is missing or wrong
+├── ModelNotFound       404 `model` names no served model
+├── PayloadTooLarge     413 the body is longer than `max_body_bytes`
+├── InvalidBody         422 the body does not match the schema
+├── RateLimited         429 the daily token hard cap is spent (with `Retry-After`)
+└── NotReady            503 warm-up not finished, or a backend is down
 """
 
 from __future__ import annotations
@@ -20,15 +23,37 @@ class PulsAPIError(Exception):
     status = 500
     type = "internal_error"
 
-    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        self.headers = headers or {}
 
 
 class BadRequest(PulsAPIError):
     status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(PulsAPIError):
+    status = 401
+    type = "authentication_error"
+
+
+class ModelNotFound(PulsAPIError):
+    status = 404
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(PulsAPIError):
+    status = 413
     type = "invalid_request_error"
 
 
@@ -37,9 +62,9 @@ class InvalidBody(PulsAPIError):
     type = "invalid_request_error"
 
 
-class ModelNotFound(PulsAPIError):
-    status = 404
-    type = "invalid_request_error"
+class RateLimited(PulsAPIError):
+    status = 429
+    type = "rate_limit_error"
 
 
 class NotReady(PulsAPIError):
@@ -54,7 +79,7 @@ def error_body(exc: PulsAPIError) -> dict[str, Any]:
 
 
 def error_response(exc: PulsAPIError) -> JSONResponse:
-    return JSONResponse(error_body(exc), status_code=exc.status)
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=exc.headers or None)
 
 
 def from_validation_error(exc: RequestValidationError) -> PulsAPIError:

@@ -1,4 +1,4 @@
-"""Knobs of the serving layer: the HTTP server, the LLM engine and answer limits."""
+"""Knobs of the serving layer: the HTTP server, the LLM engines, answer limits, auth, budgets."""
 
 from __future__ import annotations
 
@@ -14,6 +14,30 @@ class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PULS_", extra="ignore")
 
     host: str = Field("127.0.0.1", description="Address `puls serve` binds.")
+    ray_llm_replicas: int = Field(1, ge=1, description="Ray Serve: replicas of the LLM deployment.")
+    ray_llm_num_cpus: float = Field(
+        1.0,
+        ge=0,
+        description="Ray Serve: CPUs reserved per LLM replica (llama.cpp threads run there).",
+    )
+    ray_llm_num_gpus: float = Field(
+        0.0, ge=0, description="Ray Serve: GPUs per LLM replica (1 in the gpu profile)."
+    )
+    ray_llm_max_ongoing_requests: int = Field(
+        64, ge=1, description="Ray Serve: requests queued or running per LLM replica."
+    )
+    ray_ingress_replicas: int = Field(
+        1,
+        ge=1,
+        description="Ray Serve: ingress replicas. Keep 1 with Milvus Lite (one process per data "
+        "dir); scale with a Milvus server.",
+    )
+    ray_ingress_max_ongoing_requests: int = Field(
+        256, ge=1, description="Ray Serve: requests in flight per ingress replica."
+    )
+    ray_autoscaling_max_replicas: int | None = Field(
+        None, ge=1, description="Ray Serve: autoscale the ingress up to this many replicas."
+    )
     port: int = Field(8080, ge=1, le=65535, description="Port `puls serve` binds.")
     served_model_name: str = Field("puls", description="The `model` clients ask for.")
     llm_url: str | None = Field(
@@ -24,7 +48,18 @@ class ServingSettings(BaseSettings):
     )
     llm_model: str = Field("gemma-3-270m", description="Model name sent to the remote engine.")
     llm_api_key: str | None = Field(None, description="Bearer token for the remote engine.")
+    llm_large_url: str | None = Field(
+        None,
+        description="OpenAI-compatible base URL of the large model; unset = no large route "
+        "(the router always picks the small model).",
+    )
+    llm_large_model: str | None = Field(
+        None, description="Model name sent to the large engine; unset = `llm_model`."
+    )
     llm_timeout_s: float = Field(60.0, gt=0, description="Read timeout of one remote generation.")
+    llm_warm_up_timeout_s: float = Field(
+        900.0, gt=0, description="How long start-up waits for a remote engine (vLLM loads slowly)."
+    )
     llm_model_path: Path | None = Field(
         None, description="GGUF file for the embedded engine; unset = the packaged Gemma-3-270M."
     )
@@ -33,3 +68,88 @@ class ServingSettings(BaseSettings):
     answer_max_tokens: int = Field(
         60, ge=1, le=512, description="Hard cap on generated tokens per answer."
     )
+    degraded_max_tokens: int = Field(
+        20, ge=1, le=512, description="Cap on generated tokens once a daily budget is spent."
+    )
+    max_events: int = Field(
+        10, ge=1, le=50, description="Hard cap on the events retrieved (top-k) for one answer."
+    )
+    degraded_max_events: int = Field(
+        3, ge=1, le=50, description="Events in an answer once a daily budget is spent."
+    )
+    max_body_bytes: int = Field(
+        65536, ge=1024, description="Larger request bodies are refused with 413."
+    )
+    max_embedding_inputs: int = Field(
+        64, ge=1, le=2048, description="Most texts one /v1/embeddings request may embed."
+    )
+    embedding_model_name: str = Field(
+        "multilingual-e5-small", description="The `model` clients ask /v1/embeddings for."
+    )
+    api_keys: str | None = Field(
+        None,
+        description="Comma-separated bearer tokens accepted on /v1; unset = no authentication.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis holding the daily token counters, e.g. redis://127.0.0.1:6379/0; "
+        "unset = counters in this process.",
+    )
+    budget_key_prefix: str = Field("puls:budget", description="Prefix of the Redis counter keys.")
+    daily_token_budget: int | None = Field(
+        None, ge=1, description="Tokens per day (all users) before answers degrade; unset = none."
+    )
+    daily_token_budget_per_user: int | None = Field(
+        None, ge=1, description="Tokens per day per `user` before answers degrade; unset = none."
+    )
+    daily_token_hard_cap: int | None = Field(
+        None, ge=1, description="Tokens per day (all users) past which requests get 429."
+    )
+    daily_token_hard_cap_per_user: int | None = Field(
+        None, ge=1, description="Tokens per day per `user` past which requests get 429."
+    )
+
+    memory_redis_url: str | None = Field(
+        None,
+        description="Redis for session memory, the answer cache and recent-request records; "
+        "unset = `redis_url`, and with neither, this process's memory.",
+    )
+    memory_key_prefix: str = Field("puls:mem", description="Prefix of the memory/cache keys.")
+    session_ttl_s: float = Field(
+        86400.0, gt=0, description="How long a session's turns and slots are remembered."
+    )
+    session_max_turns: int = Field(
+        6, ge=1, le=50, description="User turns a session remembers (older ones are dropped)."
+    )
+    cache_enabled: bool = Field(
+        False,
+        description="Serve repeated questions from the answer cache (opt-in: a hit generates "
+        "no tokens, so usage and budgets count none).",
+    )
+    cache_ttl_s: float = Field(300.0, gt=0, description="Lifetime of a cached answer.")
+    cache_similarity: float = Field(
+        0.95, gt=0, le=1, description="Cosine (e5) a paraphrase needs to reuse a cached answer."
+    )
+    cache_data_version_refresh_s: float = Field(
+        5.0, ge=0, description="How often the events' digest is recomputed (0 = every request)."
+    )
+    recent_request_ttl_s: float = Field(
+        86400.0, gt=0, description="How long an answer can still receive feedback."
+    )
+    profile_database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL for profiles and feedback; unset = the event store's "
+        "database (`PULS_DATABASE_URL`).",
+    )
+    profile_weight: float = Field(
+        0.1, ge=0, le=0.5, description="Largest ranking bonus a profile gives one event."
+    )
+    api_key_users: str | None = Field(
+        None,
+        description="Comma-separated key=user pairs: the user each API key acts as for "
+        "profiles, sessions and feedback.",
+    )
+
+    def api_key_set(self) -> frozenset[str]:
+        """The accepted bearer tokens; empty = authentication off."""
+        return frozenset(k.strip() for k in (self.api_keys or "").split(",") if k.strip())

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,16 +91,18 @@ def ingested_uids(sample_files: list[Path]) -> set[str]:
 class RemoteServer:
     """`puls serve` in its own process on a free port, ready when /readyz is 200."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], ray: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks it.
+        self.log = tempfile.NamedTemporaryFile(prefix="puls-serve-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
-            [*PULS, "serve", "--port", str(self.port)],
+            [*PULS, "serve", "--port", str(self.port), "--ray" if ray else "--no-ray"],
             env=env,
             cwd=REPO,
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
-            text=True,
+            start_new_session=True,  # so stop() reaches Ray's helper processes too
         )
         self._wait_ready()
 
@@ -106,7 +110,7 @@ class RemoteServer:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                output = self.process.stdout.read() if self.process.stdout else ""
+                output = Path(self.log.name).read_text(errors="replace")[-5000:]
                 raise RuntimeError(f"puls serve exited with {self.process.returncode}:\n{output}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
@@ -118,11 +122,15 @@ class RemoteServer:
         raise TimeoutError(f"puls serve not ready after {SERVER_START_TIMEOUT_S} s")
 
     def stop(self) -> None:
-        self.process.terminate()
+        """SIGTERM the server's process group (graceful drain), SIGKILL it after 60 s."""
         try:
-            self.process.wait(timeout=30)
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,9 @@ def assert_error(response: httpx.Response, status: int, param: str | None = None
         ({"model": "puls", "messages": [{"role": "system", "content": "x"}]}, 400, "messages"),
         ({"model": "puls", "messages": [{"role": "user", "content": "  "}]}, 400, "messages"),
         ({"model": "gpt-4o", "messages": USER}, 404, "model"),
+        ({"model": "puls", "messages": USER, "max_completion_tokens": 0}, 422, None),
+        ({"model": "puls", "messages": USER, "user": "u" * 300}, 422, "user"),
+        ({"model": "puls", "messages": USER, "stream_options": {"include_usage": 3}}, 422, None),
     ],
 )
 def test_bad_bodies(server: RemoteServer, body: object, status: int, param: str | None) -> None:

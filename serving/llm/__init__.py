@@ -10,11 +10,30 @@ def build_llm(settings: ServingSettings) -> LLM:
         from serving.llm.openai_http import OpenAIHTTPLLM
 
         return OpenAIHTTPLLM(
-            settings.llm_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout_s
+            settings.llm_url,
+            settings.llm_model,
+            settings.llm_api_key,
+            settings.llm_timeout_s,
+            warm_up_timeout_s=settings.llm_warm_up_timeout_s,
         )
     from serving.llm.llama_cpp import LlamaCppLLM
 
     return LlamaCppLLM(settings.llm_model_path, settings.llm_context, settings.llm_threads)
+
+
+def build_large_llm(settings: ServingSettings) -> LLM | None:
+    """The large route's engine (`PULS_LLM_LARGE_URL`), always remote; None = no large route."""
+    if not settings.llm_large_url:
+        return None
+    from serving.llm.openai_http import OpenAIHTTPLLM
+
+    return OpenAIHTTPLLM(
+        settings.llm_large_url,
+        settings.llm_large_model or settings.llm_model,
+        settings.llm_api_key,
+        settings.llm_timeout_s,
+        warm_up_timeout_s=settings.llm_warm_up_timeout_s,
+    )
 
 
 __all__ = [
@@ -24,5 +43,6 @@ __all__ = [
     "EngineUnavailable",
     "SamplingParams",
     "Usage",
+    "build_large_llm",
     "build_llm",
 ]

@@ -21,7 +21,8 @@ from serving.llm.protocol import Chunk, EngineError, EngineUnavailable, Sampling
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
-WARM_UP_TIMEOUT_S = 120.0
+WARM_UP_TIMEOUT_S = 900.0
+WARM_UP_POLL_S = 2.0
 
 
 class OpenAIHTTPLLM:
@@ -36,9 +37,11 @@ class OpenAIHTTPLLM:
         api_key: str | None = None,
         timeout_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        warm_up_timeout_s: float = WARM_UP_TIMEOUT_S,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.model = model
+        self.warm_up_timeout_s = warm_up_timeout_s
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers=headers,
@@ -60,7 +63,7 @@ class OpenAIHTTPLLM:
 
     async def warm_up(self) -> None:
         """Wait until the server answers `/models` (it may still be loading), then generate once."""
-        deadline = time.monotonic() + WARM_UP_TIMEOUT_S
+        deadline = time.monotonic() + self.warm_up_timeout_s
         while True:
             try:
                 await self.check_health()
@@ -68,7 +71,7 @@ class OpenAIHTTPLLM:
             except EngineUnavailable:
                 if time.monotonic() > deadline:
                     raise
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(WARM_UP_POLL_S)
         async for _ in self.stream("Bonjour", SamplingParams(max_tokens=1)):
             pass
 

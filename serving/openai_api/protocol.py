@@ -63,7 +63,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = None
-    user: str | None = None
+    user: str | None = Field(None, max_length=256, description="Whose daily token budget pays.")
     n: int = Field(1, ge=1, le=1)
     puls: dict[str, Any] | None = None
 

@@ -1,8 +1,9 @@
-"""Chat completions: validate → guard → retrieve → generate the intro → render the facts.
+"""Chat completions: validate → budget → guard → parse turns → route → retrieve → generate the
+intro → render the facts.
 
 Returns a `ChatCompletionResponse`, or an async iterator of SSE strings for `stream=True`.
-All validation and health checks happen before the first byte, so a 200 stream never hides
-a request error; an engine failure mid-stream becomes an error event, then `[DONE]`.
+All validation, budget and health checks happen before the first byte, so a 200 stream never
+hides a request error; an engine failure mid-stream becomes an error event, then `[DONE]`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -20,10 +21,19 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from guardrails import MAX_QUERY_CHARS, check_input
+from retrieval.query import ParsedQuery
 from retrieval.search import Retriever, SearchResult
 from serving.answer import INTRO_PREFIX, INTRO_STOP, intro_prompt, no_result_message, render_events
-from serving.errors import BadRequest, ModelNotFound
-from serving.llm.protocol import LLM, EngineError, SamplingParams, Usage
+from serving.budget import BudgetExhausted, TokenBudget
+from serving.cache import CachedAnswer, slot_key
+from serving.errors import BadRequest, ModelNotFound, NotReady, RateLimited
+from serving.feedback.recent import RequestRecord
+from serving.llm.protocol import LLM, EngineError, EngineUnavailable, SamplingParams, Usage
+from serving.memory.bundle import MemoryServices
+from serving.memory.context import PRINCIPAL, REQUEST_ID
+from serving.memory.sessions import SessionState
+from serving.memory.slots import conversation_query, slots_of
+from serving.metrics import Metrics
 from serving.openai_api.protocol import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -33,14 +43,26 @@ from serving.openai_api.protocol import (
     ResponseMessage,
     UsageInfo,
 )
+from serving.profiles.bias import biased
+from serving.profiles.store import Profile
+from serving.routing import SMALL, Route, choose_route, degraded_route
+from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 PARIS = ZoneInfo("Europe/Paris")
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """How generation ended: token counts and the engine's finish reason."""
+
+    usage: Usage
+    finish_reason: str
+
+
+@dataclass(frozen=True)
 class Prepared:
-    """A validated request, its retrieval result and the pieces of its answer."""
+    """A validated request, its route, its retrieval result and the pieces of its answer."""
 
     request_id: str
     created: int
@@ -50,9 +72,21 @@ class Prepared:
     result: SearchResult | None
     fixed_reply: str | None
     include_usage: bool
+    route: Route
+    degraded: bool
+    user: str | None
+    started: float
+    cached: CachedAnswer | None = None
+    cache_result: str | None = None  # hit | miss | bypass; None = not cacheable
+    cache_bucket: str | None = None
+    cache_question: str = ""
+    cache_themes: tuple[str, ...] = ()
+    owner: str | None = None  # whose memory this request reads and writes
 
     @property
     def citations(self) -> list[Citation]:
+        if self.cached is not None:
+            return [Citation.model_validate(c) for c in self.cached.citations]
         if self.result is None:
             return []
         return [
@@ -69,6 +103,15 @@ class Prepared:
             for s in self.result.events
         ]
 
+    def headers(self) -> dict[str, str]:
+        """The routing decision, visible to the client before the body."""
+        headers = {"x-puls-route": self.route.model, "x-puls-route-reason": self.route.reason}
+        if self.degraded:
+            headers["x-puls-degraded"] = "budget"
+        if self.cache_result is not None:
+            headers["x-puls-cache"] = "hit" if self.cached is not None else "miss"
+        return headers
+
 
 def puls_options(raw: dict[str, object] | None) -> PulsOptions:
     """The `puls` extension; any problem in it is a 400 naming the offending key."""
@@ -81,139 +124,376 @@ def puls_options(raw: dict[str, object] | None) -> PulsOptions:
         raise BadRequest(f"{param}: {reason}", param=param, code="invalid_puls_option") from exc
 
 
+def user_turns(request: ChatCompletionRequest) -> list[str]:
+    """The user messages in order; the last one is the question and must be usable."""
+    texts = [m.text().strip() for m in request.messages if m.role == "user"]
+    if not texts:
+        raise BadRequest("messages must contain a user message", param="messages")
+    if not texts[-1]:
+        raise BadRequest("the last user message is empty", param="messages")
+    if len(texts[-1]) > MAX_QUERY_CHARS:
+        raise BadRequest(f"the question exceeds {MAX_QUERY_CHARS} characters", param="messages")
+    return [t[:MAX_QUERY_CHARS] for t in texts if t]
+
+
 def last_user_text(request: ChatCompletionRequest) -> str:
-    for message in reversed(request.messages):
-        if message.role == "user":
-            text = message.text().strip()
-            if not text:
-                raise BadRequest("the last user message is empty", param="messages")
-            if len(text) > MAX_QUERY_CHARS:
-                raise BadRequest(
-                    f"the question exceeds {MAX_QUERY_CHARS} characters", param="messages"
-                )
-            return text
-    raise BadRequest("messages must contain a user message", param="messages")
+    return user_turns(request)[-1]
 
 
 class ChatService:
-    def __init__(self, retriever: Retriever, llm: LLM, served_model: str, max_tokens: int) -> None:
-        self.retriever = retriever
-        self.llm = llm
-        self.served_model = served_model
-        self.max_tokens = max_tokens
+    """Answers chat completions from retrieved events; one per app, shared by requests."""
 
-    def _params(self, request: ChatCompletionRequest) -> SamplingParams:
-        asked = request.max_completion_tokens or request.max_tokens or self.max_tokens
+    def __init__(
+        self,
+        retriever: Retriever,
+        engines: Mapping[str, LLM],
+        budget: TokenBudget,
+        metrics: Metrics,
+        settings: ServingSettings,
+        memory: MemoryServices | None = None,
+    ) -> None:
+        self.memory = memory
+        self.retriever = retriever
+        self.engines = engines
+        self.budget = budget
+        self.metrics = metrics
+        self.settings = settings
+        self.served_model = settings.served_model_name
+        self._pending: set[asyncio.Task[None]] = set()  # cache writes in flight
+
+    def _params(self, request: ChatCompletionRequest, degraded: bool) -> SamplingParams:
+        cap = self.settings.degraded_max_tokens if degraded else self.settings.answer_max_tokens
+        asked = request.max_completion_tokens or request.max_tokens or cap
         stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
         return SamplingParams(
-            max_tokens=min(asked, self.max_tokens),
+            max_tokens=min(asked, cap),
             temperature=0.3 if request.temperature is None else request.temperature,
             top_p=0.9 if request.top_p is None else request.top_p,
             stop=(*INTRO_STOP, *stop),
             seed=request.seed,
         )
 
-    async def prepare(self, request: ChatCompletionRequest) -> Prepared:
+    def _top_k(self, degraded: bool) -> int:
+        cap = self.settings.degraded_max_events if degraded else self.settings.max_events
+        return min(self.retriever.settings.top_k, cap)
+
+    async def _check_budget(self, user: str | None) -> bool:
+        """True when the answer must degrade; 429 past a hard cap."""
+        try:
+            check = await self.budget.check(user)
+        except BudgetExhausted as exc:
+            self.metrics.budget_rejections.labels(scope=exc.scope).inc()
+            raise RateLimited(
+                f"daily token limit reached ({exc.scope}); retry after {exc.retry_after_s} s",
+                code="token_budget_exhausted",
+                headers={"Retry-After": str(exc.retry_after_s)},
+            ) from exc
+        except Exception as exc:  # the store (Redis) is down: say so rather than spend blind
+            raise NotReady(f"budget store unavailable: {exc}", code="budget_unavailable") from exc
+        if check.degraded:
+            self.metrics.degraded.labels(reason=f"budget_{check.scope}").inc()
+        return check.degraded
+
+    def _route(
+        self, texts: list[str], now: datetime, location: tuple[float, float] | None
+    ) -> tuple[str, Route, ParsedQuery]:
+        """Parse every user turn, carry earlier slots into the last, choose the engine."""
+        started = time.perf_counter()
+        turns = [self.retriever.parse(t, now, location) for t in texts]
+        query = conversation_query(texts, turns)
+        merged = turns[-1] if query == texts[-1] else self.retriever.parse(query, now, location)
+        route = choose_route(merged, query, len(texts), "large" in self.engines)
+        self.metrics.observe_stage("parse", time.perf_counter() - started)
+        return query, route, merged
+
+    def _search(
+        self, query: str, now: datetime, location: tuple[float, float] | None, top_k: int
+    ) -> SearchResult:
+        started = time.perf_counter()
+        result = self.retriever.search(query, now, location, top_k)
+        self.metrics.observe_stage("retrieve", time.perf_counter() - started)
+        return result
+
+    async def _healthy_route(self, route: Route) -> Route:
+        """The chosen engine if it can generate; the large one falls back to the small one."""
+        try:
+            await self.engines[route.model].check_health()
+        except EngineUnavailable:
+            if route.model == SMALL:
+                raise
+            log.warning("large engine unavailable; answering with the small one")
+            return Route(SMALL, "large_unavailable")
+        return route
+
+    async def prepare(self, request: ChatCompletionRequest, started: float) -> Prepared:
         """Everything that can fail with a 4xx, plus retrieval, before any byte is sent."""
         if request.model != self.served_model:
             raise ModelNotFound(
                 f"model {request.model!r} does not exist", param="model", code="model_not_found"
             )
         options = puls_options(request.puls)
-        query = last_user_text(request)
+        texts = user_turns(request)
         now = options.now or datetime.now(PARIS)
         if now.tzinfo is None:
             raise BadRequest(
                 "puls.now needs a UTC offset, e.g. 2025-06-01T10:00:00+02:00", param="puls.now"
             )
-        await self.llm.check_health()
-        decline = check_input(query)
-        result, fixed = None, None
+        degraded = await self._check_budget(request.user)
+        decline = check_input(texts[-1])
+        result, fixed, route = None, None, Route(SMALL, "declined")
+        cache: dict[str, object] = {}
+        owner = PRINCIPAL.get() if self.settings.api_key_set() else request.user
         if decline is not None:
             fixed = decline.reply
         else:
             location = (options.location.lat, options.location.lon) if options.location else None
-            result = await asyncio.to_thread(self.retriever.search, query, now, location)
-            fixed = None if result.events else no_result_message(result)
+            session = await self._recall(options.session_id, owner)
+            if session is not None:
+                texts = [*session.turns, *texts] if len(texts) == 1 else texts
+                location = location or session.location
+            query, route, merged = await asyncio.to_thread(self._route, texts, now, location)
+            route = degraded_route() if degraded else await self._healthy_route(route)
+            if degraded:
+                await self.engines[SMALL].check_health()
+            top_k = self._top_k(degraded)
+            profile = await self.memory.profile_for(owner) if self.memory else None
+            sampling = self._params(request, degraded)
+            cache = await self._cache_lookup(merged, query, owner, profile, top_k, sampling)
+            if cache.get("cached") is None:
+                result = await asyncio.to_thread(self._search, query, now, location, top_k)
+                if self.memory is not None:
+                    result = biased(result, profile, self.settings.profile_weight)
+                fixed = None if result.events else no_result_message(result)
+            if options.session_id:
+                await self._remember(options.session_id, owner, texts, merged, location)
+        self.metrics.routes.labels(model=route.model, reason=route.reason).inc()
         return Prepared(
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
             created=int(time.time()),
             model=self.served_model,
-            query=query,
-            params=self._params(request),
+            query=texts[-1],
+            params=self._params(request, degraded),
             result=result,
             fixed_reply=fixed,
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
+            route=route,
+            degraded=degraded,
+            user=request.user,
+            started=started,
+            owner=owner,
+            **cache,  # type: ignore[arg-type]
         )
 
-    async def _pieces(self, prepared: Prepared) -> AsyncIterator[str | Usage]:
-        """The answer's text pieces in order, then its usage."""
+    @property
+    def pending_cache_writes(self) -> int:
+        """Answers still being written to the cache (they are stored after the response)."""
+        return len(self._pending)
+
+    async def _recall(self, session_id: str | None, owner: str | None) -> SessionState | None:
+        """The session's earlier turns, when the request names a session and memory is up."""
+        if self.memory is None or not session_id:
+            return None
+        return await self.memory.sessions.load(session_id, owner)
+
+    async def _remember(
+        self,
+        session_id: str,
+        owner: str | None,
+        texts: list[str],
+        merged: ParsedQuery,
+        location: tuple[float, float] | None,
+    ) -> None:
+        if self.memory is None:
+            return
+        slots = slots_of(merged).as_dict()
+        await self.memory.sessions.remember(session_id, SessionState(owner, texts, slots, location))
+
+    async def _cache_lookup(
+        self,
+        merged: ParsedQuery,
+        query: str,
+        owner: str | None,
+        profile: Profile | None,
+        top_k: int,
+        sampling: SamplingParams,
+    ) -> dict[str, object]:
+        """Prepared's cache fields: the bucket, and the cached answer on a hit.
+
+        The sampling parameters are part of the key: an answer cut at 2 tokens, or drawn
+        with another seed or temperature, is not the answer to a default request."""
+        if self.memory is None or self.memory.cache is None:
+            return {}
+        cache, memory = self.memory.cache, self.memory
+        if not memory.guard.available and not await memory.guard.probe():
+            self.metrics.cache_requests.labels(result="bypass").inc()
+            return {}
+        try:
+            version = await memory.data_version.current()
+        except Exception:
+            log.exception("no data version: answering without the cache")
+            self.metrics.cache_requests.labels(result="bypass").inc()
+            return {}
+        profile_version = f"{owner}:{profile.version}" if profile is not None else None
+        language = profile.language if profile is not None else "fr"
+        slots = slot_key(merged, top_k=top_k, profile=profile_version, language=language,
+                         sampling=repr(sampling))  # fmt: skip
+        bucket = cache.bucket(slots, version)
+        question = " ".join(query.lower().split())
+        cached = await cache.lookup(bucket, question, merged.terms)
+        if not memory.guard.available:  # the store failed during the lookup
+            self.metrics.cache_requests.labels(result="bypass").inc()
+            return {}
+        result = "hit" if cached is not None else "miss"
+        self.metrics.cache_requests.labels(result=result).inc()
+        return {"cached": cached, "cache_result": result, "cache_bucket": bucket,
+                "cache_question": question, "cache_themes": merged.terms}  # fmt: skip
+
+    async def _after(self, prepared: Prepared, text: str) -> None:
+        """Record the answer for feedback and, on a miss with events, cache it."""
+        if self.memory is None:
+            return
+        citations = prepared.citations
+        request_id = REQUEST_ID.get() or prepared.request_id
+        route = prepared.cached.model if prepared.cached is not None else prepared.route.model
+        await self.memory.recent.add(
+            RequestRecord(
+                request_id=request_id,
+                query=prepared.query,
+                cited_uids=[c.uid for c in citations],
+                model=route,
+                latency_ms=round((time.perf_counter() - prepared.started) * 1000, 2),
+                user=prepared.owner,
+            )
+        )
+        cache = self.memory.cache
+        if cache is None or prepared.cached is not None or prepared.cache_bucket is None:
+            return
+        if prepared.fixed_reply is not None or not citations:
+            return
+        answer = CachedAnswer(text, [c.model_dump(mode="json") for c in citations], route)
+        task = asyncio.create_task(
+            cache.put(prepared.cache_bucket, prepared.cache_question, prepared.cache_themes,
+                      answer, prepared.owner)
+        )  # fmt: skip
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _record(
+        self, prepared: Prepared, outcome: Outcome, seconds: float, first: float | None, last: float
+    ) -> None:
+        model, usage = prepared.route.model, outcome.usage
+        self.metrics.observe_stage("generate", seconds)
+        self.metrics.observe_tokens(model, usage.prompt_tokens, usage.completion_tokens)
+        if first is not None and usage.completion_tokens > 1:
+            tpot = (last - first) / (usage.completion_tokens - 1)
+            self.metrics.tpot.labels(model=model).observe(tpot)
+
+    async def _charge(self, user: str | None, usage: Usage) -> None:
+        try:
+            await self.budget.charge(user, usage.prompt_tokens + usage.completion_tokens)
+        except Exception:  # the answer is made; a lost count must not turn it into an error
+            log.exception("could not charge the token budget")
+
+    async def _pieces(self, prepared: Prepared) -> AsyncIterator[str | Outcome]:
+        """The answer's text pieces in order, then its outcome."""
+        if prepared.cached is not None:
+            yield prepared.cached.content
+            yield Outcome(Usage(0, 0), "stop")
+            return
         if prepared.fixed_reply is not None or prepared.result is None:
             yield prepared.fixed_reply or ""
-            yield Usage(prompt_tokens=0, completion_tokens=0)
+            yield Outcome(Usage(0, 0), "stop")
             return
         yield INTRO_PREFIX
-        usage = Usage(prompt_tokens=0, completion_tokens=0)
-        prompt = intro_prompt(prepared.query, len(prepared.result.events))
-        async for chunk in self.llm.stream(prompt, prepared.params):
+        usage, finish = Usage(0, 0), "stop"
+        async for piece in self._intro(prepared, prepared.result):
+            if isinstance(piece, Outcome):
+                usage, finish = piece.usage, piece.finish_reason
+            else:
+                yield piece
+        yield "\n\n" + render_events(prepared.result)
+        yield Outcome(usage, finish)
+
+    async def _intro(
+        self, prepared: Prepared, result: SearchResult
+    ) -> AsyncIterator[str | Outcome]:
+        """The engine's intro text, then its outcome; records TTFT, TPOT, tokens; charges."""
+        engine = self.engines[prepared.route.model]
+        prompt = intro_prompt(prepared.query, len(result.events))
+        usage, finish = Usage(0, 0), "stop"
+        began = time.perf_counter()
+        first: float | None = None
+        last = began
+        async for chunk in engine.stream(prompt, prepared.params):
             if chunk.text:
+                last = time.perf_counter()
+                if first is None:
+                    first = last
+                    self.metrics.ttft.labels(model=prepared.route.model).observe(
+                        first - prepared.started
+                    )
                 yield chunk.text
             usage = chunk.usage or usage
-        yield "\n\n" + render_events(prepared.result)
-        yield usage
+            finish = chunk.finish_reason or finish
+        outcome = Outcome(usage, finish)
+        self._record(prepared, outcome, time.perf_counter() - began, first, last)
+        await self._charge(prepared.user, usage)
+        yield outcome
 
-    async def complete(self, prepared: Prepared) -> ChatCompletionResponse:
+    async def complete(self, prepared: Prepared) -> tuple[ChatCompletionResponse, dict[str, str]]:
+        """The whole answer, and headers with the routing decision and token counts."""
         text: list[str] = []
-        usage = Usage(0, 0)
+        outcome = Outcome(Usage(0, 0), "stop")
         async for piece in self._pieces(prepared):
-            if isinstance(piece, Usage):
-                usage = piece
+            if isinstance(piece, Outcome):
+                outcome = piece
             else:
                 text.append(piece)
-        return ChatCompletionResponse(
+        response = ChatCompletionResponse(
             id=prepared.request_id,
             created=prepared.created,
             model=prepared.model,
             choices=[
-                Choice(message=ResponseMessage(content="".join(text).strip()), finish_reason="stop")
+                Choice(
+                    message=ResponseMessage(content="".join(text).strip()),
+                    finish_reason=outcome.finish_reason,
+                )
             ],
-            usage=_usage_info(usage),
+            usage=_usage_info(outcome.usage),
             citations=prepared.citations,
         )
+        await self._after(prepared, response.choices[0].message.content)
+        headers = {
+            **prepared.headers(),
+            "x-puls-tokens-prompt": str(outcome.usage.prompt_tokens),
+            "x-puls-tokens-completion": str(outcome.usage.completion_tokens),
+        }
+        return response, headers
 
     async def stream(self, prepared: Prepared) -> AsyncIterator[str]:
         """SSE lines: role chunk, content chunks, a final chunk with citations, usage, [DONE]."""
         yield _sse(_chunk(prepared, {"role": "assistant", "content": ""}))
-        usage = Usage(0, 0)
+        outcome = Outcome(Usage(0, 0), "stop")
+        text: list[str] = []
         try:
             async for piece in self._pieces(prepared):
-                if isinstance(piece, Usage):
-                    usage = piece
+                if isinstance(piece, Outcome):
+                    outcome = piece
                 elif piece:
+                    text.append(piece)
                     yield _sse(_chunk(prepared, {"content": piece}))
-            final = _chunk(prepared, {}, finish_reason="stop")
+            final = _chunk(prepared, {}, finish_reason=outcome.finish_reason)
             final["citations"] = [c.model_dump(mode="json") for c in prepared.citations]
             yield _sse(final)
             if prepared.include_usage:
-                yield _sse(
-                    {
-                        **_chunk(prepared, {}),
-                        "choices": [],
-                        "usage": _usage_info(usage).model_dump(),
-                    }
-                )
+                usage = _usage_info(outcome.usage).model_dump()
+                yield _sse({**_chunk(prepared, {}), "choices": [], "usage": usage})
+            await self._after(prepared, "".join(text).strip())
         except EngineError as exc:
             log.exception("generation failed for %s", prepared.request_id)
-            yield _sse(
-                {
-                    "error": {
-                        "message": str(exc),
-                        "type": "engine_error",
-                        "param": None,
-                        "code": None,
-                    }
-                }
-            )
+            self.metrics.stream_errors.labels(model=prepared.route.model).inc()
+            error = {"message": str(exc), "type": "engine_error", "param": None, "code": None}
+            yield _sse({"error": error})
         yield "data: [DONE]\n\n"
 
 

@@ -1,0 +1,340 @@
+"""What the stack adds to the engine: the raw llama.cpp server vs `puls serve` on top of it.
+
+    python -m benchmarks.overhead --data-dir DIR [--prompts FILE] [--limit 20] [--rounds 2]
+
+Starts llama-cpp-python's own OpenAI server (the raw engine) and `puls serve` with
+`PULS_LLM_URL` pointing at that same server, so both paths run the SAME generation on the
+same process: the stack's extra time is exactly parse + retrieval + rendering + two HTTP hops.
+
+For each question the stack is asked once (unmeasured) to learn how many events it cites;
+the raw engine then gets the exact prompt the stack sends (`serving.answer.intro_prompt`) with
+the same sampling (temperature 0, seed, top_p, stop, max_tokens). Requests are sequential
+(the engine serialises) and alternate between the two systems so that no request follows one
+with the same prompt (llama.cpp reuses the longest common prompt prefix of the previous
+request; alternating across questions gives both the same, shared few-shot prefix).
+
+TTFT is the first token the model generated: for the stack, the first content chunk after
+the "Voici" prefix, which the stack sends before generating (reported apart as
+`first_byte`). Error events and streams without `[DONE]` count as failures. The stack's own
+stage histograms (`/metrics`) say what the overhead is made of. JSON goes to
+benchmarks/results/overhead-<utc>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.load.prompts import DEFAULT_PROMPTS, Prompt, load_prompts
+from serving.answer import INTRO_STOP, intro_prompt
+from serving.llm.llama_cpp import packaged_gguf
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 180
+REQUEST_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
+MAX_TOKENS = 32
+SEED = 1234
+TOP_P = 0.9  # the stack's default; sent to the raw engine too
+TARGET_RATIO = 0.05
+TARGET_P95_MS = 30.0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(url: str, process: subprocess.Popen[bytes], name: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{name} not ready after {START_TIMEOUT_S} s")
+
+
+@contextmanager
+def _process(args: list[str], ready_url: str, name: str, env: dict[str, str]) -> Iterator[None]:
+    process = subprocess.Popen(
+        args, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait(ready_url, process, name)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _stream(client: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One streamed request: times of the content chunks, and the end; raises on failure."""
+    sent = time.perf_counter()
+    times: list[float] = []
+    done = None
+    with client.stream("POST", url, json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"{url}: HTTP {response.status_code} {response.read()[:200]!r}")
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                done = time.perf_counter()
+                break
+            event = json.loads(data)
+            if event.get("error"):
+                raise RuntimeError(f"{url}: error event {event['error']}")
+            for choice in event.get("choices") or []:
+                if (choice.get("delta") or {}).get("content") or choice.get("text"):
+                    times.append(time.perf_counter())
+    if done is None:
+        raise RuntimeError(f"{url}: stream ended without [DONE]")
+    return {"sent": sent, "chunks": times, "done": done}
+
+
+def _raw_body(prompt: str) -> dict[str, Any]:
+    return {
+        "model": "gemma",
+        "prompt": prompt,
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0.0,
+        "top_p": TOP_P,
+        "seed": SEED,
+        "stop": list(INTRO_STOP),
+        "stream": True,
+    }
+
+
+def _stack_body(question: Prompt, stream: bool = True) -> dict[str, Any]:
+    return {
+        "model": "puls",
+        "messages": [{"role": "user", "content": question.query}],
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0.0,
+        "seed": SEED,
+        "stream": stream,
+        "puls": question.puls,
+    }
+
+
+def _stage_sums(url: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of each stage histogram, and of the server-side TTFT."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    sums: dict[str, tuple[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = s.labels.get("stage") or s.labels.get("model")
+            if family.name in {"puls_stage_duration_seconds", "puls_time_to_first_token_seconds"}:
+                name = f"{family.name}:{key}"
+                total, count = sums.get(name, (0.0, 0.0))
+                if s.name.endswith("_sum"):
+                    sums[name] = (total + s.value, count)
+                elif s.name.endswith("_count"):
+                    sums[name] = (total, count + s.value)
+    return sums
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _dist_ms(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {
+        "n": len(ms),
+        "mean": round(statistics.fmean(ms), 2),
+        "p50": round(_pct(ms, 0.5), 2),
+        "p95": round(_pct(ms, 0.95), 2),
+    }
+
+
+def _plan(client: httpx.Client, stack: str, prompts: list[Prompt]) -> list[tuple[Prompt, str]]:
+    """The questions whose answers involve the model, each with the stack's exact prompt."""
+    planned = []
+    for question in prompts:
+        r = client.post(f"{stack}/v1/chat/completions", json=_stack_body(question, stream=False))
+        r.raise_for_status()
+        citations = r.json()["citations"]
+        if citations:  # no event → a fixed reply, the model is not called
+            planned.append((question, intro_prompt(question.query, len(citations))))
+    return planned
+
+
+def measure(stack: str, raw: str, prompts: list[Prompt], rounds: int) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    with httpx.Client(timeout=REQUEST_TIMEOUT) as client:
+        planned = _plan(client, stack, prompts)
+        before = _stage_sums(stack)
+        for r in range(rounds):
+            for i, (question, prompt) in enumerate(planned):
+                system = "raw" if (i + r) % 2 == 0 else "stack"
+                if system == "raw":
+                    t = _stream(client, f"{raw}/completions", _raw_body(prompt))
+                    first = t["chunks"][0]
+                    first_byte = first
+                else:
+                    t = _stream(client, f"{stack}/v1/chat/completions", _stack_body(question))
+                    first_byte = t["chunks"][0]
+                    first = t["chunks"][1]  # [0] is the "Voici" prefix, sent before generating
+                rows.append(
+                    {
+                        "prompt_id": question.id,
+                        "system": system,
+                        "round": r,
+                        "ttft_s": first - t["sent"],
+                        "first_byte_s": first_byte - t["sent"],
+                        "e2e_s": t["done"] - t["sent"],
+                    }
+                )
+        after = _stage_sums(stack)
+    return {"planned": len(planned), "rows": rows, "stages": _stage_deltas(before, after)}
+
+
+def _stage_deltas(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    means = {}
+    for name, (total, count) in after.items():
+        b_total, b_count = before.get(name, (0.0, 0.0))
+        if count > b_count:
+            means[name.split(":", 1)[1] if "stage" in name else "server_ttft"] = round(
+                (total - b_total) / (count - b_count) * 1000, 2
+            )
+    return means
+
+
+def _paired(rows: list[dict[str, Any]], field: str) -> list[float]:
+    """stack − raw for the same question (each question is measured once by each system
+    over two rounds): less sensitive to which questions are slow than p50(stack) − p50(raw)."""
+    raw = {r["prompt_id"]: r[field] for r in rows if r["system"] == "raw"}
+    return [r[field] - raw[r["prompt_id"]] for r in rows
+            if r["system"] == "stack" and r["prompt_id"] in raw]  # fmt: skip
+
+
+def summarise(measured: dict[str, Any]) -> dict[str, Any]:
+    rows = measured["rows"]
+    by = {s: [r for r in rows if r["system"] == s] for s in ("raw", "stack")}
+    summary: dict[str, Any] = {
+        s: {
+            "ttft_ms": _dist_ms([r["ttft_s"] for r in by[s]]),
+            "first_byte_ms": _dist_ms([r["first_byte_s"] for r in by[s]]),
+            "e2e_ms": _dist_ms([r["e2e_s"] for r in by[s]]),
+        }
+        for s in by
+    }
+    raw_ttft, stack_ttft = summary["raw"]["ttft_ms"], summary["stack"]["ttft_ms"]
+    raw_e2e, stack_e2e = summary["raw"]["e2e_ms"], summary["stack"]["e2e_ms"]
+    overhead = {
+        "ttft_p50_ms": round(stack_ttft["p50"] - raw_ttft["p50"], 2),
+        "ttft_p95_ms": round(stack_ttft["p95"] - raw_ttft["p95"], 2),
+        "ttft_mean_ms": round(stack_ttft["mean"] - raw_ttft["mean"], 2),
+        "e2e_p50_ms": round(stack_e2e["p50"] - raw_e2e["p50"], 2),
+        "e2e_p95_ms": round(stack_e2e["p95"] - raw_e2e["p95"], 2),
+        "ttft_ratio_p50": round(stack_ttft["p50"] / raw_ttft["p50"], 3),
+        "ttft_ratio_p95": round(stack_ttft["p95"] / raw_ttft["p95"], 3),
+        "e2e_ratio_p50": round(stack_e2e["p50"] / raw_e2e["p50"], 3),
+    }
+    overhead["share_of_ttft_p50"] = round(overhead["ttft_p50_ms"] / raw_ttft["p50"], 3)
+    overhead["paired_ttft_ms"] = _dist_ms(_paired(rows, "ttft_s"))
+    overhead["paired_e2e_ms"] = _dist_ms(_paired(rows, "e2e_s"))
+    summary["overhead"] = overhead
+    summary["targets"] = {
+        "share_of_ttft_le_5pct": overhead["share_of_ttft_p50"] <= TARGET_RATIO,
+        "ttft_p95_overhead_le_30ms": overhead["ttft_p95_ms"] <= TARGET_P95_MS,
+    }
+    stages = measured["stages"]
+    summary["stage_means_ms"] = stages
+    # What the serving layer itself adds (HTTP hop, validation, routing, SSE), retrieval aside:
+    # the figure comparable with a serving framework's own overhead (Ray Serve's +20 ms mean).
+    retrieval_ms = stages.get("parse", 0.0) + stages.get("retrieve", 0.0)
+    overhead["ttft_mean_excl_retrieval_ms"] = round(overhead["ttft_mean_ms"] - retrieval_ms, 2)
+    return summary
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True, help="An ingested PULS_DATA_DIR.")
+    parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS)
+    parser.add_argument("--limit", type=int, default=20, help="Questions used (file order).")
+    parser.add_argument("--rounds", type=int, default=2, help="Each round measures each once.")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    prompts = load_prompts(args.prompts)[: args.limit]
+    raw_port, stack_port = _free_port(), _free_port()
+    raw = f"http://127.0.0.1:{raw_port}/v1"
+    stack = f"http://127.0.0.1:{stack_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULS_")}
+    env.update(HF_HUB_OFFLINE="1", PULS_DATA_DIR=str(args.data_dir), PULS_LLM_URL=raw,
+               PULS_LLM_MODEL="gemma")  # fmt: skip
+    raw_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
+               "--port", str(raw_port), "--interrupt_requests", "False",
+               "--n_ctx", "2048"]  # fmt: skip
+    stack_cmd = [sys.executable, "-m", "puls", "serve", "--no-ray", "--port", str(stack_port)]
+    with (
+        _process(raw_cmd, f"{raw}/models", "llama_cpp.server", env),
+        _process(stack_cmd, f"{stack}/readyz", "puls serve", env),
+    ):
+        measured = measure(stack, raw, prompts, args.rounds)
+    report = {
+        "benchmark": "overhead",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "settings": {
+            "max_tokens": MAX_TOKENS,
+            "rounds": args.rounds,
+            "questions": len(prompts),
+            "questions_with_generation": measured["planned"],
+            "engine": "llama-cpp-python server, packaged Gemma-3-270M Q4_K_M",
+        },  # fmt: skip
+        **summarise(measured),
+        "rows": measured["rows"],
+    }
+    out = args.out or RESULTS / f"overhead-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

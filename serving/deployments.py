@@ -1,0 +1,154 @@
+"""The Ray Serve application graph, defined once: an `Ingress` deployment serving the FastAPI
+app, and an `LLM` deployment owning the engine, reached through a `DeploymentHandle`.
+
+    HTTP ──▶ Ingress (FastAPI: OpenAI API, retrieval, guardrails) ──handle──▶ LLM (engine)
+
+Retrieval stays in the ingress: with Milvus Lite one process must own the data dir, so the
+embedded profile runs one ingress replica; with a Milvus server the ingress scales. The LLM
+replicas take their resources (`num_gpus` in the gpu profile) from settings. The same
+`create_app` runs without Ray for development (`puls serve --no-ray`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
+
+from puls.settings import Settings, load_settings
+from serving.app import create_app
+from serving.llm import LLM, build_large_llm, build_llm
+from serving.llm.protocol import Chunk, SamplingParams
+from serving.settings import ServingSettings
+
+APP_NAME = "puls"
+LLM_DEPLOYMENT = "LLM"
+
+
+@serve.deployment(name=LLM_DEPLOYMENT)
+class LLMDeployment:
+    """Owns one engine (llama.cpp in-process here, or a client of a remote server)."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        self.llm = build_llm(settings)
+
+    async def warm_up(self) -> None:
+        await self.llm.warm_up()
+
+    async def health(self) -> None:
+        """Not Serve's `check_health`: a replica that is still loading is not unhealthy."""
+        await self.llm.check_health()
+
+    async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Chunk]:
+        async for chunk in self.llm.stream(prompt, params):
+            yield chunk
+
+
+class ServeLLM:
+    """The `LLM` protocol over a handle to `LLMDeployment`; chunks stream through Serve."""
+
+    name = "ray-serve"
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+
+    async def warm_up(self) -> None:
+        await self._handle.warm_up.remote()
+
+    async def check_health(self) -> None:
+        await self._handle.health.remote()
+
+    async def aclose(self) -> None:
+        """The deployment owns the engine; Serve shuts it down."""
+
+    async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Chunk]:
+        chunks = self._handle.options(stream=True).stream.remote(prompt, params)
+        assert isinstance(chunks, DeploymentResponseGenerator)
+        async for chunk in chunks:
+            yield chunk
+
+
+def serve_engines(settings: ServingSettings) -> dict[str, LLM]:
+    """Engines for the ingress: the small one through Serve, the large one (vLLM over HTTP)
+    as configured."""
+    handle = serve.get_deployment_handle(LLM_DEPLOYMENT, app_name=APP_NAME)
+    engines: dict[str, LLM] = {"small": ServeLLM(handle)}
+    large = build_large_llm(settings)
+    if large is not None:
+        engines["large"] = large
+    return engines
+
+
+def ingress_app() -> FastAPI:
+    """Built on the ingress replica (settings come from its environment, see `run`)."""
+    return create_app(load_settings(), engine_factory=serve_engines)
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress(ingress_app)
+class Ingress:
+    """The HTTP entry point; `llm` is bound so the graph deploys the LLM deployment too."""
+
+    def __init__(self, llm: DeploymentHandle) -> None:
+        self.llm = llm
+
+
+def llm_options(settings: ServingSettings) -> dict[str, Any]:
+    """Replicas, queue bound and per-replica resources of the LLM deployment."""
+    return {
+        "num_replicas": settings.ray_llm_replicas,
+        "max_ongoing_requests": settings.ray_llm_max_ongoing_requests,
+        "ray_actor_options": {
+            "num_cpus": settings.ray_llm_num_cpus,
+            "num_gpus": settings.ray_llm_num_gpus,
+        },
+    }
+
+
+def ingress_options(settings: ServingSettings) -> dict[str, Any]:
+    """Replicas (fixed or autoscaled) and queue bound of the ingress deployment."""
+    options: dict[str, Any] = {"max_ongoing_requests": settings.ray_ingress_max_ongoing_requests}
+    if settings.ray_autoscaling_max_replicas:
+        options["autoscaling_config"] = {
+            "min_replicas": settings.ray_ingress_replicas,
+            "max_replicas": settings.ray_autoscaling_max_replicas,
+            "target_ongoing_requests": max(1, settings.ray_ingress_max_ongoing_requests // 2),
+        }
+    else:
+        options["num_replicas"] = settings.ray_ingress_replicas
+    return options
+
+
+def build_app(settings: Settings) -> serve.Application:
+    """The whole graph with per-deployment resources from settings (the same graph runs in
+    Serve's local testing mode, in a local Ray cluster, or on KubeRay)."""
+    s = settings.serving
+    llm = LLMDeployment.options(**llm_options(s)).bind(s)  # type: ignore[attr-defined]
+    return Ingress.options(**ingress_options(s)).bind(llm)  # type: ignore[attr-defined]
+
+
+def run(settings: Settings, host: str, port: int) -> None:
+    """Start a local Ray cluster, deploy the graph on `host:port`, block until SIGINT/SIGTERM,
+    then let Serve drain in-flight requests and stop."""
+    import os
+    import signal
+    import threading
+
+    import ray
+
+    # Replicas read their settings from the environment; paths must not depend on their cwd.
+    env = {k: v for k, v in os.environ.items() if k.startswith("PULS_") or k == "HF_HUB_OFFLINE"}
+    env["PULS_DATA_DIR"] = str(settings.retrieval.data_dir.resolve())
+    ray.init(include_dashboard=False, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    serve.shutdown()
+    ray.shutdown()

@@ -1,0 +1,81 @@
+"""The answer cache on the real app: paraphrases hit, other slots and changed events miss."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from retrieval.event_store import EventStore
+from tests.conftest_api import REDIS_URL, redis_prefix
+from tests.conftest_memory import JAZZ, app_client, ask, cited
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def data_dir(ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the ingested data: a test here changes an event."""
+    target = tmp_path_factory.mktemp("cache") / "data"
+    shutil.copytree(ingested, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def client(data_dir: Path) -> Iterator[TestClient]:
+    with redis_prefix() as prefix, app_client(
+        data_dir, copy=False, memory_redis_url=REDIS_URL, memory_key_prefix=prefix,
+        cache_enabled=True, cache_data_version_refresh_s=0,
+    ) as c:  # fmt: skip
+        yield c
+
+
+def _hits(client: TestClient) -> float:
+    text = client.get("/metrics").text
+    line = next(
+        x for x in text.splitlines() if x.startswith('puls_cache_requests_total{result="hit"}')
+    )
+    return float(line.split()[-1])
+
+
+def test_a_paraphrase_hits_with_the_same_answer_and_citations(client: TestClient) -> None:
+    first = ask(client, JAZZ)
+    before = _hits(client)
+    again = ask(client, "Des concerts de jazz à Paris en juin 2025")
+    assert first.headers["x-puls-cache"] == "miss" and again.headers["x-puls-cache"] == "hit"
+    assert cited(again) == cited(first)
+    assert (
+        again.json()["choices"][0]["message"]["content"]
+        == (first.json()["choices"][0]["message"]["content"])
+    )
+    assert _hits(client) == before + 1
+
+
+def test_another_city_month_or_theme_never_gets_the_cached_answer(client: TestClient) -> None:
+    ask(client, JAZZ)
+    assert ask(client, "Du théâtre à Paris en juin 2025 ?").headers["x-puls-cache"] == "miss"
+    for other in (
+        "Un concert de jazz à Lyon en juin 2025 ?",
+        "Un concert de jazz à Paris en juillet 2025 ?",
+    ):
+        assert ask(client, other).headers["x-puls-cache"] == "miss", other
+
+
+def test_changed_events_invalidate_the_cache(client: TestClient, data_dir: Path) -> None:
+    first = ask(client, "Du jazz à Paris en juin 2025, s'il vous plaît")
+    assert (
+        ask(client, "Du jazz à Paris en juin 2025, s'il vous plaît").headers["x-puls-cache"]
+        == "hit"
+    )
+    store = EventStore(f"sqlite:///{data_dir / 'puls.db'}")
+    uid = cited(first)[0]
+    event = store.get([uid])[uid]
+    store.upsert([replace(event, title=event.title + " (complet)")])
+    store.close()
+    after = ask(client, "Du jazz à Paris en juin 2025, s'il vous plaît")
+    assert after.headers["x-puls-cache"] == "miss"
+    assert "(complet)" in after.json()["choices"][0]["message"]["content"]
