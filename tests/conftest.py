@@ -11,11 +11,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -23,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "openagenda"
 PULS = [sys.executable, "-m", "puls"]
 SERVER_START_TIMEOUT_S = 120
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def free_port() -> int:
@@ -138,3 +141,27 @@ def server(ingested: Path) -> Iterator[RemoteServer]:
     remote = RemoteServer(puls_env(ingested))
     yield remote
     remote.stop()
+
+
+def create_database(name: str) -> None:
+    """A database of the test's own on the machine's PostgreSQL."""
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+
+
+def drop_database(name: str) -> None:
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway database on the machine's PostgreSQL, dropped afterwards."""
+    name = f"puls_test_{uuid.uuid4().hex[:10]}"
+    create_database(name)
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    drop_database(name)

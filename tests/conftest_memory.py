@@ -15,16 +15,14 @@ from typing import Any
 
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
 from ingest.settings import IngestSettings
 from puls.settings import Settings
 from retrieval.settings import RetrievalSettings
 from serving.app import create_app
 from serving.settings import ServingSettings
-from tests.conftest import free_port
+from tests.conftest import create_database, drop_database, free_port  # noqa: F401  (re-exported)
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 READY_TIMEOUT_S = 120
 JAZZ = "Un concert de jazz à Paris en juin 2025 ?"
 NOW = "2025-06-01T10:00:00+02:00"
@@ -70,20 +68,6 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
-
-
-def create_database(name: str) -> None:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-
-
-def drop_database(name: str) -> None:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @contextmanager

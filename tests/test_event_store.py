@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,23 +13,10 @@ from sqlalchemy.exc import OperationalError
 
 from retrieval.event_store import EventStore
 from retrieval.records import Event
+from tests.conftest import PG_ADMIN
 
 pytestmark = pytest.mark.integration
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PARIS = ZoneInfo("Europe/Paris")
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A throwaway database on the machine's PostgreSQL, dropped afterwards."""
-    name = f"puls_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

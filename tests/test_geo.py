@@ -12,7 +12,6 @@ from ingest.normalise import to_event
 from retrieval.event_store import EventStore
 from retrieval.geo import HaversineGeoIndex, PostGISGeoIndex, open_geo_index
 from tests.conftest import DATA
-from tests.test_event_store import postgres_url  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 LOUVRE = (48.8606, 2.3376)
@@ -30,7 +29,7 @@ def real_events() -> list:  # type: ignore[type-arg]
     return events
 
 
-def test_postgis_and_haversine_agree(tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+def test_postgis_and_haversine_agree(tmp_path: Path, postgres_url: str) -> None:
     events = real_events()
     uids = [e.uid for e in events]
     sqlite_store = EventStore(f"sqlite:///{tmp_path / 'e.db'}")

@@ -13,8 +13,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,25 +26,12 @@ from retrieval.vector_store import MilvusVectorStore
 from tests.conftest import DATA, PULS, REPO, puls_env, run_puls
 
 pytestmark = pytest.mark.integration
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 EMAIL = "marie.dupont@exemple.fr"
 
 
 @pytest.fixture(scope="module")
 def embedder() -> E5Embedder:
     return E5Embedder()
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    name = f"puls_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def export_slice(target: Path, n: int = 40) -> Path:

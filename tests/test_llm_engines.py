@@ -4,9 +4,6 @@ against a real OpenAI-compatible server on loopback (llama-cpp-python's own serv
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +11,11 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from serving.llm.llama_cpp import LlamaCppLLM, packaged_gguf
+from serving.llm.llama_cpp import LlamaCppLLM
 from serving.llm.openai_http import OpenAIHTTPLLM
 from serving.llm.protocol import LLM, EngineError, EngineUnavailable, SamplingParams, complete
 from tests.conftest import RemoteServer, free_port, ingested_uids, puls_env
+from tests.conftest_api import llama_cpp_server
 
 pytestmark = pytest.mark.integration
 PROMPT = "Question : Un concert à Lyon ?\nRéponse : Voici"
@@ -27,27 +25,8 @@ PARAMS = SamplingParams(max_tokens=12, temperature=0.0, seed=1)
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server: a real peer speaking the protocol."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
-         "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "False"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise
-        time.sleep(0.3)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    with llama_cpp_server() as url:
+        yield url
 
 
 async def check_contract(llm: LLM) -> None:
