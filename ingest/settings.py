@@ -7,8 +7,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class IngestSettings(BaseSettings):
-    """Batching. Read from `PULS_*` variables by the composition root only."""
+    """Batching and the OpenAgenda API. Read from `PULS_INGEST_*` variables by the composition
+    root only."""
 
     model_config = SettingsConfigDict(env_prefix="PULS_INGEST_", extra="ignore")
 
     batch_size: int = Field(64, ge=1, description="Events embedded and written per batch.")
+    openagenda_key: str | None = Field(
+        None, description="OpenAgenda API key for `puls ingest-api` (or pass --key)."
+    )
+    openagenda_base_url: str = Field(
+        "https://api.openagenda.com/v2", description="OpenAgenda API v2 base URL."
+    )

@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
 
 from puls.bench_cli import bench_app
 from puls.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestReport
+    from ingest.staging import StagingStore
+    from retrieval import Retriever
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False
@@ -51,21 +58,38 @@ def _source_files(paths: list[Path]) -> list[Path]:
     return files
 
 
+@contextmanager
+def _ingest_stores(settings: Settings) -> Iterator[tuple[Retriever, StagingStore]]:
+    """The retrieval stores and the staging tables an ingest writes, closed afterwards."""
+    from ingest.staging import StagingStore
+    from retrieval import close_retriever, open_retriever
+
+    retriever = open_retriever(settings.retrieval)
+    staging = StagingStore(settings.retrieval.resolved_database_url())
+    try:
+        yield retriever, staging
+    finally:
+        staging.close()
+        close_retriever(retriever)
+
+
+def _report_dict(report: IngestReport) -> dict[str, Any]:
+    for error in report.errors:
+        typer.echo(f"puls: error: {error}", err=True)
+    return {**report.as_dict(), "summary": report.summary()}
+
+
 def run_ingest(
     settings: Settings, paths: list[Path], quiet: bool, mapping: Path | None = None
 ) -> dict[str, Any]:
     from ingest.mapping import MappingError, load_mapping
     from ingest.pipeline import ingest_paths
-    from ingest.staging import StagingStore
-    from retrieval import close_retriever, open_retriever
 
     try:
         chosen = load_mapping(mapping) if mapping else None
     except MappingError as exc:
         _fail(str(exc), 2)
-    retriever = open_retriever(settings.retrieval)
-    staging = StagingStore(settings.retrieval.resolved_database_url())
-    try:
+    with _ingest_stores(settings) as (retriever, staging):
         report = ingest_paths(
             _source_files(paths),
             retriever.embedder,
@@ -76,12 +100,7 @@ def run_ingest(
             progress=not quiet and sys.stderr.isatty(),
             staging=staging,
         )
-    finally:
-        staging.close()
-        close_retriever(retriever)
-    for error in report.errors:
-        typer.echo(f"puls: error: {error}", err=True)
-    return {**report.as_dict(), "summary": report.summary()}
+    return _report_dict(report)
 
 
 @app.command()
@@ -93,13 +112,55 @@ def ingest(
     ] = None,
 ) -> None:
     """Load event exports into the stores; unchanged events are skipped."""
-    report = run_ingest(load_settings(), paths, quiet=as_json, mapping=mapping)
+    _print_ingest(run_ingest(load_settings(), paths, quiet=as_json, mapping=mapping), as_json)
+
+
+def _print_ingest(report: dict[str, Any], as_json: bool) -> None:
+    """One JSON object, or the readable summary; a non-zero exit if anything failed whole."""
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, default=str))
     else:
         typer.echo(report["summary"])
     if report["errors"]:
         raise typer.Exit(1)
+
+
+@app.command("ingest-api")
+def ingest_api(
+    agenda: Annotated[str, typer.Argument(help="OpenAgenda agenda uid.")],
+    key: Annotated[str | None, typer.Option(help="Default PULS_INGEST_OPENAGENDA_KEY.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only events updated since (ISO).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Default: OpenAgenda API v2.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Ingest an agenda from the OpenAgenda API v2, incrementally with --since."""
+    from ingest.openagenda_api import OpenAgendaClient, OpenAgendaError
+    from ingest.pipeline import ingest_agenda
+
+    settings = load_settings()
+    api_key = key or settings.ingest.openagenda_key
+    if not api_key:
+        _fail("an API key is needed: --key or PULS_INGEST_OPENAGENDA_KEY", 2)
+    updated_since = _parse_now(since) if since else None
+    client = OpenAgendaClient(str(api_key), base_url or settings.ingest.openagenda_base_url)
+    try:
+        with _ingest_stores(settings) as (retriever, staging):
+            report = ingest_agenda(
+                client,
+                agenda,
+                retriever.embedder,
+                retriever.vectors,
+                retriever.events,
+                updated_since=updated_since,
+                staging=staging,
+                batch_size=settings.ingest.batch_size,
+                progress=not as_json and sys.stderr.isatty(),
+            )
+    except OpenAgendaError as exc:
+        _fail(str(exc))
+    finally:
+        client.close()
+    _print_ingest(_report_dict(report), as_json)
 
 
 @app.command()

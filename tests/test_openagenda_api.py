@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -24,6 +25,7 @@ from ingest.openagenda_api import (
     OpenAgendaUnavailable,
     to_ods_row,
 )
+from tests.conftest import puls_env, run_puls
 
 pytestmark = pytest.mark.unit
 KEY = "test-key"
@@ -165,3 +167,26 @@ def test_api_events_normalise_like_export_rows() -> None:
     details = event_details(detail_fields(row, ods))
     assert details.status == "cancelled" and details.accessibility == ("hearing",)
     assert details.registration_links == ("https://billets.example/1",) and details.age_min == 8
+
+
+@pytest.mark.integration
+def test_cli_ingests_an_agenda_and_a_rerun_writes_nothing(
+    agenda: tuple[Agenda, str], tmp_path: Path
+) -> None:
+    _, base = agenda
+    env = puls_env(tmp_path / "store")
+    args = ("ingest-api", "42", "--key", KEY, "--base-url", base, "--json")
+    first = json.loads(run_puls(*args, env=env).stdout)
+    assert first["read"] == 10 and first["inserted"] == 10 - first["rejected"] - first["merged"]
+    assert first["inserted"] > 0
+    again = json.loads(run_puls(*args, env=env).stdout)
+    assert (again["inserted"], again["updated"]) == (0, 0)
+    assert again["unchanged"] == first["inserted"]
+
+    refused = run_puls(
+        "ingest-api", "42", "--key", "wrong", "--base-url", base, env=env, check=False
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("puls: error:") and len(refused.stderr.splitlines()) == 1
+    no_key = run_puls("ingest-api", "42", "--base-url", base, env=env, check=False)
+    assert no_key.returncode == 2 and "PULS_INGEST_OPENAGENDA_KEY" in no_key.stderr
