@@ -45,7 +45,8 @@ class MilvusVectorStore:
         token: str | None = None,
         index_type: str = "FLAT",
     ) -> None:
-        if "://" not in uri:
+        self._lite_path = None if "://" in uri else uri
+        if self._lite_path is not None:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         self._client = MilvusClient(uri, token=token or "")
         self.collection = collection
@@ -87,7 +88,14 @@ class MilvusVectorStore:
         self._client.create_collection(self.collection, schema=schema, index_params=index)
 
     def close(self) -> None:
+        """Close the client and, for Milvus Lite, its server: otherwise the server and its
+        data-dir lock live until process exit, and another process (the Ray ingress replica
+        after `puls demo`'s ingest) cannot open the store."""
         self._client.close()
+        if self._lite_path is not None:
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(self._lite_path)
 
     def check_health(self) -> None:
         """Raises if the collection cannot be read."""
