@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from puls.settings import Settings
 from retrieval import Retriever, close_retriever, open_retriever
-from serving.budget import BudgetStore, Limits, TokenBudget, open_budget_store
+from serving.budget import Limits, TokenBudget, open_budget_store
 from serving.embeddings.router import router as embeddings_router
 from serving.embeddings.service import E5TokenCounter, EmbeddingService
 from serving.errors import (
@@ -46,16 +46,17 @@ log = logging.getLogger(__name__)
 
 
 async def warm_up(
-    app: FastAPI, retriever: Retriever, engines: dict[str, LLM], store: BudgetStore
+    app: FastAPI, retriever: Retriever, engines: dict[str, LLM], budget: TokenBudget
 ) -> None:
-    """Load the embedder and the models, run each once, reach the budget store, then mark
-    the app ready."""
+    """Load the embedder and the models, run each once, then mark the app ready. The budget
+    store is probed but optional, like session memory: while it is down, answers count
+    tokens in this process (`serving/budget.py`)."""
     started = time.monotonic()
     try:
         await asyncio.to_thread(retriever.warm_up)
         for engine in engines.values():
             await engine.warm_up()
-        await store.check_health()
+        await budget.probe()
         await asyncio.to_thread(app.state.embeddings.counter.count, "concert")
     except Exception as exc:
         app.state.warm_up_error = f"{type(exc).__name__}: {exc}"
@@ -118,7 +119,7 @@ def create_app(
             serving.max_embedding_inputs,
             metrics,
         )
-        task = asyncio.create_task(warm_up(app, retriever, engines, budget.store))
+        task = asyncio.create_task(warm_up(app, retriever, engines, budget))
         try:
             yield
         finally:
@@ -172,11 +173,11 @@ def _add_probes(app: FastAPI, metrics: Metrics) -> None:
             await asyncio.to_thread(retriever.vectors.check_health)
             await asyncio.to_thread(retriever.events.check_health)
             await state.engines["small"].check_health()
-            await state.budget.store.check_health()
         except Exception as exc:
             raise NotReady(f"backend unavailable: {exc}", code="backend_unavailable") from exc
-        # Session memory and the cache are optional: without them answers still come.
+        # Session memory, the cache and shared budgets are optional: answers still come.
         degraded = [] if await state.memory.guard.probe() else ["memory"]
+        degraded += [] if await state.budget.probe() else ["budget"]
         body = {"status": "ready", "events": retriever.events.count(), "degraded": degraded}
         return JSONResponse(body)
 

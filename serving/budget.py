@@ -12,7 +12,13 @@ Stores (one contract, `tests/test_budget.py`)::
 
     BudgetStore          protocol: get / add with a TTL / check_health / aclose
     ├── MemoryBudgetStore   this process only (tests, a single replica)
-    └── RedisBudgetStore    shared by every replica (`PULS_REDIS_URL`)
+    ├── RedisBudgetStore    shared by every replica (`PULS_REDIS_URL`)
+    └── FallbackBudgetStore the shared store, degrading to this process's counters
+
+The shared Redis is also the memory store: its outage must not stop chat. While it fails,
+`FallbackBudgetStore` counts in this process (every charge is mirrored there), so limits still
+hold per replica; answers say `x-puls-degraded: budget_store`, `/readyz` lists "budget" under
+"degraded", and the outage's charges are added to Redis when it answers again.
 
 Errors::
 
@@ -21,14 +27,18 @@ Errors::
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+log = logging.getLogger(__name__)
 REDIS_TIMEOUT_S = 2.0
 KEY_GRACE_S = 3600  # a day's key outlives its day by an hour, then Redis drops it
+PRUNE_ABOVE_KEYS = 10_000
+RETRY_AFTER_FAILURE_S = 2.0  # while the shared store is down, try it again this often
 
 
 class BudgetStore(Protocol):
@@ -66,6 +76,9 @@ class MemoryBudgetStore:
     async def add(self, key: str, amount: int, ttl_s: float) -> int:
         total = await self.get(key) + amount
         self._counters[key] = (total, self._clock() + ttl_s)
+        if len(self._counters) > PRUNE_ABOVE_KEYS:  # yesterday's users, never read again
+            now = self._clock()
+            self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
         return total
 
     async def check_health(self) -> None:
@@ -101,6 +114,108 @@ class RedisBudgetStore:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+
+
+class FallbackBudgetStore:
+    """The shared store, or this process's counters while the shared store fails.
+
+    Every `add` also lands in the local counters, so when the shared store goes down the
+    local ones already hold what this replica spent today. After a failure the shared store
+    is skipped for `retry_s` (no timeout per request), then tried again. Charges made during
+    the outage are added to the shared store once it answers (a restarted, empty Redis then
+    knows this replica's outage spend), and `get` never reads less than the local count.
+    `check_health` raises while the shared store is down (`probe()` says yes or no); `get`
+    and `add` never raise for it.
+    """
+
+    def __init__(
+        self,
+        shared: BudgetStore,
+        retry_s: float = RETRY_AFTER_FAILURE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.shared = shared
+        self.local = MemoryBudgetStore(clock)
+        self.available = True
+        self._retry_s = retry_s
+        self._clock = clock
+        self._down_until = 0.0
+        self._unsynced: dict[str, tuple[int, float]] = {}  # key → (amount, ttl) not in shared
+
+    def _skipping(self) -> bool:
+        return not self.available and self._clock() < self._down_until
+
+    async def get(self, key: str) -> int:
+        """The shared count, or the local one if larger (a Redis restarted empty)."""
+        local = await self.local.get(key)
+        if not self._skipping():
+            try:
+                shared = await self.shared.get(key)
+                if await self._mark_up():  # just back: read again, the outage's charges synced
+                    shared = await self.shared.get(key)
+            except Exception as exc:
+                self._mark_down(exc)
+            else:
+                return max(shared, local)
+        return local
+
+    async def add(self, key: str, amount: int, ttl_s: float) -> int:
+        local = await self.local.add(key, amount, ttl_s)
+        if not self._skipping():
+            try:
+                await self._mark_up()
+                total = await self.shared.add(key, amount, ttl_s)
+            except Exception as exc:
+                self._mark_down(exc)
+            else:
+                return max(total, local)
+        self._keep_unsynced(key, amount, ttl_s)
+        return local
+
+    def _keep_unsynced(self, key: str, amount: int, ttl_s: float) -> None:
+        pending, _ = self._unsynced.get(key, (0, ttl_s))
+        self._unsynced[key] = (pending + amount, ttl_s)
+
+    async def check_health(self) -> None:
+        await self.shared.check_health()
+
+    async def probe(self) -> bool:
+        """Whether the shared store answers now (readiness), whatever the skip window says."""
+        try:
+            await self.shared.check_health()
+        except Exception as exc:
+            self._mark_down(exc)
+            return False
+        await self._mark_up()
+        return self.available
+
+    def _mark_down(self, exc: Exception) -> None:
+        self._down_until = self._clock() + self._retry_s
+        if self.available:
+            self.available = False
+            log.warning("budget store unavailable (%s): counting tokens in this process only", exc)
+
+    async def _mark_up(self) -> bool:
+        """Mark the shared store up; True when it was down (the outage's charges synced)."""
+        if self.available:
+            return False
+        self.available = True
+        unsynced, self._unsynced = list(self._unsynced.items()), {}
+        for i, (key, (amount, ttl_s)) in enumerate(unsynced):
+            try:
+                await self.shared.add(key, amount, ttl_s)
+            except Exception as exc:  # down again at once: keep the rest for the next recovery
+                for rest_key, (rest, rest_ttl) in unsynced[i:]:
+                    self._keep_unsynced(rest_key, rest, rest_ttl)
+                self._mark_down(exc)
+                return False
+        log.warning("budget store is back: shared token budgets resumed (%d keys synced)",
+                    len(unsynced))  # fmt: skip
+        return True
+
+    async def aclose(self) -> None:
+        await self.shared.aclose()
+        await self.local.aclose()
 
 
 class BudgetExhausted(Exception):
@@ -165,6 +280,26 @@ class TokenBudget:
     def active(self) -> bool:
         return any(v is not None for v in vars(self.limits).values())
 
+    @property
+    def counting_locally(self) -> bool:
+        """True while the shared store is down and limits hold per replica only."""
+        return isinstance(self.store, FallbackBudgetStore) and not self.store.available
+
+    async def probe(self) -> bool:
+        """Whether the limits are shared as configured (readiness, warm-up); never raises.
+
+        Without limits the store is never read, so its state does not matter."""
+        if not self.active:
+            return True
+        if isinstance(self.store, FallbackBudgetStore):
+            return await self.store.probe()
+        try:
+            await self.store.check_health()
+        except Exception:
+            log.exception("budget store unavailable")
+            return False
+        return True
+
     async def check(self, user: str | None) -> BudgetCheck:
         """Raise `BudgetExhausted` past a hard cap; say `degraded` past a budget."""
         if not self.active:
@@ -191,5 +326,6 @@ class TokenBudget:
 
 
 def open_budget_store(redis_url: str | None) -> BudgetStore:
-    """Redis when configured (shared by replicas), else this process's memory."""
-    return RedisBudgetStore(redis_url) if redis_url else MemoryBudgetStore()
+    """Redis when configured (shared by replicas, this process's counters while it is down),
+    else this process's memory."""
+    return FallbackBudgetStore(RedisBudgetStore(redis_url)) if redis_url else MemoryBudgetStore()

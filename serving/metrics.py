@@ -76,8 +76,10 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.degraded = Counter(
-            "puls_degraded_answers", "Answers shortened on the small model.", ["reason"],
-            registry=r,
+            "puls_degraded_answers",
+            "Degraded answers by reason: budget_global/budget_user (shortened on the small "
+            "model), budget_store (budgets counted in this replica: the shared store is down).",
+            ["reason"], registry=r,
         )  # fmt: skip
         self.budget_rejections = Counter(
             "puls_budget_rejections", "Requests refused (429) by a daily token hard cap.",

@@ -1,5 +1,5 @@
 """The budget store contract, passed by the in-process store and by the machine's real Redis,
-and the daily budget policy over it."""
+the fallback to this process's counters while Redis is down, and the daily budget policy."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ import redis
 from serving.budget import (
     BudgetExhausted,
     BudgetStore,
+    FallbackBudgetStore,
     Limits,
     MemoryBudgetStore,
     RedisBudgetStore,
     TokenBudget,
 )
+from tests.conftest_memory import redis_server
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -171,3 +173,31 @@ def test_no_limits_never_touches_the_store() -> None:
     budget = TokenBudget(Refusing(), Limits(), "t")
     assert not budget.active
     assert asyncio.run(budget.check("ana")).degraded is False
+
+
+@pytest.mark.integration
+def test_fallback_counts_locally_while_redis_is_down_then_syncs_back() -> None:
+    """A Redis of the test's own is stopped and restarted (empty: no persistence)."""
+    clock = Clock()
+    with redis_server() as server:
+        store = FallbackBudgetStore(RedisBudgetStore(server.url), retry_s=1.0, clock=clock)
+
+        async def run() -> None:
+            assert await store.add("k", 5, ttl_s=600) == 5 and store.available
+            server.stop()
+            assert await store.add("k", 3, ttl_s=600) == 8, "the local mirror knew of the 5"
+            assert not store.available and await store.get("k") == 8
+            assert not await store.probe()
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await store.check_health()
+            server.start()
+            assert await store.get("k") == 8, "inside the skip window: still local"
+            clock.now += 1.5
+            assert await store.probe() and store.available
+            raw = redis.Redis.from_url(server.url)
+            assert int(raw.get("k") or 0) == 3, "the outage's charge was added to Redis"
+            raw.close()
+            assert await store.get("k") == 8, "never less than this replica spent"
+            await store.aclose()
+
+        asyncio.run(run())

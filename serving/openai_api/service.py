@@ -26,7 +26,7 @@ from retrieval.search import Retriever, SearchResult
 from serving.answer import INTRO_PREFIX, INTRO_STOP, intro_prompt, no_result_message, render_events
 from serving.budget import BudgetExhausted, TokenBudget
 from serving.cache import CachedAnswer, slot_key
-from serving.errors import BadRequest, ModelNotFound, NotReady, RateLimited
+from serving.errors import BadRequest, ModelNotFound, RateLimited
 from serving.feedback.recent import RequestRecord
 from serving.llm.protocol import LLM, EngineError, EngineUnavailable, SamplingParams, Usage
 from serving.memory.bundle import MemoryServices
@@ -82,6 +82,7 @@ class Prepared:
     cache_question: str = ""
     cache_themes: tuple[str, ...] = ()
     owner: str | None = None  # whose memory this request reads and writes
+    budget_local: bool = False  # the budget store is down: limits counted by this replica only
 
     @property
     def citations(self) -> list[Citation]:
@@ -106,8 +107,9 @@ class Prepared:
     def headers(self) -> dict[str, str]:
         """The routing decision, visible to the client before the body."""
         headers = {"x-puls-route": self.route.model, "x-puls-route-reason": self.route.reason}
-        if self.degraded:
-            headers["x-puls-degraded"] = "budget"
+        reasons = {"budget": self.degraded, "budget_store": self.budget_local}
+        if any(reasons.values()):
+            headers["x-puls-degraded"] = ",".join(r for r, on in reasons.items() if on)
         if self.cache_result is not None:
             headers["x-puls-cache"] = "hit" if self.cached is not None else "miss"
         return headers
@@ -178,7 +180,8 @@ class ChatService:
         return min(self.retriever.settings.top_k, cap)
 
     async def _check_budget(self, user: str | None) -> bool:
-        """True when the answer must degrade; 429 past a hard cap."""
+        """True when the answer must degrade; 429 past a hard cap. A budget store outage
+        does not fail the request: this replica's counters decide (`serving/budget.py`)."""
         try:
             check = await self.budget.check(user)
         except BudgetExhausted as exc:
@@ -188,8 +191,8 @@ class ChatService:
                 code="token_budget_exhausted",
                 headers={"Retry-After": str(exc.retry_after_s)},
             ) from exc
-        except Exception as exc:  # the store (Redis) is down: say so rather than spend blind
-            raise NotReady(f"budget store unavailable: {exc}", code="budget_unavailable") from exc
+        if self.budget.counting_locally:
+            self.metrics.degraded.labels(reason="budget_store").inc()
         if check.degraded:
             self.metrics.degraded.labels(reason=f"budget_{check.scope}").inc()
         return check.degraded
@@ -281,6 +284,7 @@ class ChatService:
             user=request.user,
             started=started,
             owner=owner,
+            budget_local=self.budget.counting_locally,
             **cache,  # type: ignore[arg-type]
         )
 
