@@ -1,4 +1,9 @@
-"""`POST /v1/feedback`: rate an answer by its `x-request-id`."""
+"""`POST /v1/feedback`: rate an answer by its `x-request-id`.
+
+A thumbs-up naming a cited `event_uid`, from a user with a profile, also becomes an episodic
+note in that profile ("a aimé <titre>", `serving/profiles/store.py`); the response says
+whether one was noted. Users without a profile get only the feedback row.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from serving.feedback.store import FeedbackIn
 from serving.memory.bundle import MemoryServices
 from serving.memory.sql import StoreUnavailable
 from serving.profiles.access import Forbidden, NotFound, acting_user
+from serving.profiles.store import ProfileStore
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -33,9 +39,25 @@ async def post_feedback(body: FeedbackIn, request: Request) -> JSONResponse:
         raise BadRequest("event_uid is not cited by that answer", param="event_uid")
     try:
         feedback_id = await asyncio.to_thread(memory.feedback.add, body, record, user)
+        noted = False
+        if body.rating == "up" and body.event_uid is not None and user is not None:
+            noted = await _note_liked(request, memory.profiles, user, body.event_uid)
     except StoreUnavailable as exc:
         raise NotReady(
             f"the feedback database is unavailable: {exc}", code="feedback_store_unavailable"
         ) from exc
     request.app.state.metrics.feedback.labels(rating=body.rating).inc()
-    return JSONResponse({"id": feedback_id, "request_id": body.request_id}, status_code=201)
+    body_out = {"id": feedback_id, "request_id": body.request_id, "noted": noted}
+    return JSONResponse(body_out, status_code=201)
+
+
+async def _note_liked(request: Request, profiles: ProfileStore, user: str, uid: str) -> bool:
+    """Note the liked event in the user's profile (title, city, keywords from the event
+    store); False when the user has no profile or the event is gone."""
+    events = await asyncio.to_thread(request.app.state.retriever.events.get, [uid])
+    event = events.get(uid)
+    if event is None:
+        return False
+    return await asyncio.to_thread(
+        profiles.add_note, user, uid, event.title, event.city, list(event.keywords)
+    )
