@@ -11,10 +11,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from retrieval.query import parse_query
 from serving.memory.kv import KeyValueStore, MemoryKV, RedisKV
+from serving.memory.sessions import SessionState
 from serving.memory.slots import conversation_query, slots_of
 from tests.conftest_api import REDIS_URL, redis_prefix
 from tests.conftest_memory import JAZZ, app_client, ask, cited
@@ -117,3 +119,27 @@ def test_another_user_never_reads_the_session(client: TestClient) -> None:
     other = ask(client, "Et du théâtre ?", puls={"session_id": session}, user="bob")
     plain = ask(client, "Et du théâtre ?", user="bob")
     assert cited(other) == cited(plain), "bob's answer used ana's session"
+
+
+@pytest.mark.integration
+def test_the_session_keeps_a_window_a_summary_and_what_each_answer_resolved(
+    client: TestClient,
+) -> None:
+    session = uuid.uuid4().hex
+    first = ask(client, JAZZ, puls={"session_id": session}, user="ana")
+    shown = first.json()["puls"]["session"]
+    assert shown["id"] == session and shown["slots"]["place"] == "à Paris"
+    assert shown["summary"] == "Vous cherchiez : concert jazz à Paris, en juin 2025"
+    chatter = [f"Et encore {i} ?" for i in range(10)]
+    messages = [{"role": "user", "content": t} for t in [JAZZ, *chatter, "Et du théâtre ?"]]
+    client.post("/v1/chat/completions", json={
+        "model": "puls", "messages": messages, "user": "ana",
+        "puls": {"now": "2025-06-01T10:00:00+02:00", "session_id": session},
+    })  # fmt: skip
+    prefix = client.app.state.settings.serving.memory_key_prefix  # type: ignore[attr-defined]
+    raw = redis.Redis.from_url(REDIS_URL).get(f"{prefix}:session:{session}")
+    state = SessionState.from_json(raw or b"{}")
+    assert state.turns == [*chatter[-5:], "Et du théâtre ?"], "not a window of the last 6"
+    assert len(state.history) == 2 and state.history[0]["cities"] == ["Paris"]
+    assert state.history[0]["themes"] == ["concert", "jazz"]
+    assert state.summary.startswith("Vous cherchiez : théâtre")

@@ -5,6 +5,12 @@ earlier turns from here and merges slots exactly as it does for a request's own 
 (`serving/memory/slots.py`). Entries expire after `session_ttl_s` (24 h by default) and
 belong to the `user` that wrote them: another user's request never reads them.
 
+Everything is bounded: the last `max_turns` user turns (the sliding window the parser sees;
+the LLM is only ever told the last question, docs/adr/0004), the slots of the last answer, a
+one-line summary of them ("Vous cherchiez : concerts à Valence, ce week-end", returned in the
+response's `puls` extension), and, per answer, the cities and themes it resolved (the last
+`max_turns` of them), which `puls memory consolidate` counts into opted-in profiles.
+
 Keys::
 
     {prefix}:session:{session_id}     JSON SessionState
@@ -14,19 +20,22 @@ Keys::
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from serving.memory.kv import Guarded, KeyValueStore
 
 
 @dataclass(frozen=True)
 class SessionState:
-    """What a session remembers: its user turns (oldest first), last slots, last position."""
+    """What a session remembers: its user turns (oldest first), last slots, last position,
+    the summary of those slots, and what each recent answer resolved (oldest first)."""
 
     user: str | None
     turns: list[str]
     slots: dict[str, object] = field(default_factory=dict)
     location: tuple[float, float] | None = None
+    summary: str = ""
+    history: list[dict[str, list[str]]] = field(default_factory=list)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False).encode()
@@ -40,6 +49,11 @@ class SessionState:
             turns=[str(t) for t in data.get("turns", [])],
             slots=dict(data.get("slots", {})),
             location=(float(location[0]), float(location[1])) if location else None,
+            summary=str(data.get("summary", "")),
+            history=[
+                {k: [str(v) for v in values] for k, values in dict(turn).items()}
+                for turn in data.get("history", [])
+            ],
         )
 
 
@@ -67,12 +81,18 @@ class SessionMemory:
         return state if state.user == user else None
 
     async def remember(self, session_id: str, state: SessionState) -> None:
-        """Keep the last `max_turns` turns; the TTL restarts with every turn."""
-        bounded = SessionState(
-            state.user, state.turns[-self.max_turns :], state.slots, state.location
-        )
+        """Keep the last `max_turns` turns; `state.history` (this answer's) is appended to the
+        stored one, bounded the same way; the TTL restarts with every turn."""
 
         async def write(kv: KeyValueStore) -> None:
+            raw = await kv.get(self._key(session_id))
+            before = SessionState.from_json(raw) if raw is not None else None
+            history = before.history if before is not None and before.user == state.user else []
+            bounded = replace(
+                state,
+                turns=state.turns[-self.max_turns :],
+                history=[*history, *state.history][-self.max_turns :],
+            )
             await kv.put(self._key(session_id), bounded.to_json(), self.ttl_s)
             if state.user:
                 await kv.sadd(self._user_key(state.user), session_id, self.ttl_s)
@@ -88,3 +108,14 @@ class SessionMemory:
             return len(ids)
 
         return await self.store.call(erase, 0)
+
+    async def of_user(self, user: str) -> list[SessionState]:
+        """The live sessions of `user` (consolidation); empty while the store is down."""
+
+        async def read(kv: KeyValueStore) -> list[SessionState]:
+            ids = sorted(await kv.smembers(self._user_key(user)))
+            raws = [await kv.get(self._key(i)) for i in ids]
+            states = [SessionState.from_json(r) for r in raws if r is not None]
+            return [s for s in states if s.user == user]
+
+        return await self.store.call(read, [])

@@ -8,10 +8,15 @@ are not a theme ("plutôt à Romans-sur-Isère" keeps the concerts and the week-
 
 The same function serves both sources of earlier turns: the request's own messages, and the
 turns session memory kept for a `session_id` (so a client may send only the last message).
+
+`session_summary` says in one French line what a session is looking for ("Vous cherchiez :
+concerts à Valence, ce week-end"): deterministic, from the slots and the words the user
+typed (themes are stems, "concert"; the summary shows the user's own word, "concerts").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -61,6 +66,34 @@ def slots_of(parsed: ParsedQuery) -> Slots:
         themes=themes_of(parsed),
         audience=audience_of(parsed),
     )
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def surface_words(stems: Sequence[str], texts: Sequence[str]) -> list[str]:
+    """Each stem as the user last typed it ('concert' → 'concerts'); the stem if not found."""
+    typed = [w for text in texts for w in _WORDS.findall(text.lower())]
+    return [next((w for w in reversed(typed) if stem in terms(w)), stem) for stem in stems]
+
+
+def session_summary(slots: Slots, texts: Sequence[str]) -> str:
+    """'Vous cherchiez : concerts à Valence, ce week-end' (themes, audience, place, time).
+
+    >>> session_summary(slots_of(parse("des concerts à Valence ce week-end")), [...])
+    'Vous cherchiez : concerts à Valence, ce week-end'
+    """
+    what = " ".join(surface_words(slots.themes, texts)) or "des sorties"
+    if slots.audience:
+        what += " pour " + " ".join(surface_words(slots.audience, texts))
+    where = f" {slots.place}" if slots.place else ""
+    when = f", {slots.time}" if slots.time else ""
+    return f"Vous cherchiez : {what}{where}{when}"
+
+
+def turn_record(parsed: ParsedQuery, texts: Sequence[str]) -> dict[str, list[str]]:
+    """What one turn resolved, for consolidation: its cities, its themes as typed."""
+    return {"cities": list(parsed.cities), "themes": surface_words(themes_of(parsed), texts)}
 
 
 def _latest(values: Sequence[tuple[str, ...]]) -> tuple[str, ...]:

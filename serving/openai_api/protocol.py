@@ -106,6 +106,9 @@ class ChatCompletionResponse(BaseModel):
     choices: list[Choice]
     usage: UsageInfo
     citations: list[Citation]
+    puls: dict[str, Any] | None = Field(
+        None, description="With `puls.session_id`: the session's id, summary and slots."
+    )
 
 
 class ErrorInfo(BaseModel):

@@ -32,7 +32,7 @@ from serving.llm.protocol import LLM, EngineError, EngineUnavailable, SamplingPa
 from serving.memory.bundle import MemoryServices
 from serving.memory.context import PRINCIPAL, REQUEST_ID
 from serving.memory.sessions import SessionState
-from serving.memory.slots import conversation_query, slots_of
+from serving.memory.slots import conversation_query, session_summary, slots_of, turn_record
 from serving.metrics import Metrics
 from serving.openai_api.protocol import (
     ChatCompletionRequest,
@@ -82,7 +82,13 @@ class Prepared:
     cache_question: str = ""
     cache_themes: tuple[str, ...] = ()
     owner: str | None = None  # whose memory this request reads and writes
+    session: dict[str, object] | None = None  # id, summary and slots, for the `puls` extension
     budget_local: bool = False  # the budget store is down: limits counted by this replica only
+
+    @property
+    def extension(self) -> dict[str, object] | None:
+        """The response's `puls` field: the session's summary and slots, when there is one."""
+        return {"session": self.session} if self.session else None
 
     @property
     def citations(self) -> list[Citation]:
@@ -245,6 +251,7 @@ class ChatService:
         decline = check_input(texts[-1])
         result, fixed, route = None, None, Route(SMALL, "declined")
         cache: dict[str, object] = {}
+        session_info: dict[str, object] | None = None
         owner = PRINCIPAL.get() if self.settings.api_key_set() else request.user
         if decline is not None:
             fixed = decline.reply
@@ -254,6 +261,7 @@ class ChatService:
             if session is not None:
                 texts = [*session.turns, *texts] if len(texts) == 1 else texts
                 location = location or session.location
+            texts = texts[-self.settings.session_max_turns :]  # a window, never the transcript
             query, route, merged = await asyncio.to_thread(self._route, texts, now, location)
             route = degraded_route() if degraded else await self._healthy_route(route)
             if degraded:
@@ -268,7 +276,9 @@ class ChatService:
                     result = biased(result, profile, self.settings.profile_weight)
                 fixed = None if result.events else no_result_message(result)
             if options.session_id:
-                await self._remember(options.session_id, owner, texts, merged, location)
+                session_info = await self._remember(
+                    options.session_id, owner, texts, merged, location
+                )
         self.metrics.routes.labels(model=route.model, reason=route.reason).inc()
         return Prepared(
             request_id=f"chatcmpl-{uuid.uuid4().hex}",
@@ -284,6 +294,7 @@ class ChatService:
             user=request.user,
             started=started,
             owner=owner,
+            session=session_info,
             budget_local=self.budget.counting_locally,
             **cache,  # type: ignore[arg-type]
         )
@@ -306,11 +317,17 @@ class ChatService:
         texts: list[str],
         merged: ParsedQuery,
         location: tuple[float, float] | None,
-    ) -> None:
+    ) -> dict[str, object] | None:
+        """Store the session's window of turns, slots and summary; return what the response's
+        `puls` extension shows of it."""
         if self.memory is None:
-            return
-        slots = slots_of(merged).as_dict()
-        await self.memory.sessions.remember(session_id, SessionState(owner, texts, slots, location))
+            return None
+        slots = slots_of(merged)
+        summary = session_summary(slots, texts)
+        state = SessionState(owner, texts, slots.as_dict(), location, summary,
+                             history=[turn_record(merged, texts)])  # fmt: skip
+        await self.memory.sessions.remember(session_id, state)
+        return {"id": session_id, "summary": summary, "slots": state.slots}
 
     async def _cache_lookup(
         self,
@@ -465,6 +482,7 @@ class ChatService:
             ],
             usage=_usage_info(outcome.usage),
             citations=prepared.citations,
+            puls=prepared.extension,
         )
         await self._after(prepared, response.choices[0].message.content)
         headers = {
@@ -488,6 +506,8 @@ class ChatService:
                     yield _sse(_chunk(prepared, {"content": piece}))
             final = _chunk(prepared, {}, finish_reason=outcome.finish_reason)
             final["citations"] = [c.model_dump(mode="json") for c in prepared.citations]
+            if prepared.extension:
+                final["puls"] = prepared.extension
             yield _sse(final)
             if prepared.include_usage:
                 usage = _usage_info(outcome.usage).model_dump()
