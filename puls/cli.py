@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from puls.bench_cli import bench_app
+from puls.memory_cli import memory_app
 from puls.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False
 )
 app.add_typer(bench_app, name="bench")
+app.add_typer(memory_app, name="memory")
 PARIS = ZoneInfo("Europe/Paris")
 BUNDLED_DATA = Path(__file__).resolve().parent.parent / "data" / "openagenda"
 

@@ -92,6 +92,8 @@ def _pod_specs(docs: list[Manifest]) -> Iterator[tuple[Manifest, Manifest]]:
     for doc in docs:
         if doc["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet"}:
             yield doc, doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "CronJob":
+            yield doc, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
 def _containers(spec: Manifest, init: bool = True) -> list[Manifest]:
@@ -291,6 +293,43 @@ def test_puls_image_is_tagged_with_the_project_version(manifests: list[Manifest]
         for container in _containers(spec):
             if "vllm" not in container["image"]:
                 assert container["image"].endswith(f":{version}-gpu"), container["image"]
+
+
+# --- the memory consolidation CronJob --------------------------------------------------------
+
+
+def test_memory_consolidation_runs_hourly_alone_on_redis_and_postgres(
+    manifests: list[Manifest],
+) -> None:
+    (cron,) = _of_kind(manifests, "CronJob")
+    spec = cron["spec"]
+    assert len(spec["schedule"].split()) == 5, spec["schedule"]
+    assert spec["concurrencyPolicy"] == "Forbid", "two runs at once would race on versions"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert container["args"] == ["memory", "consolidate", "--json"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert {"PULS_DATABASE_URL", "PULS_REDIS_URL"} <= set(env)
+    assert container["envFrom"][0]["configMapRef"]["name"] == _config_name(manifests)
+
+
+def _config_name(docs: list[Manifest]) -> str:
+    (configmap,) = _of_kind(docs, "ConfigMap")
+    return str(configmap["metadata"]["name"])
+
+
+def test_the_api_reaches_the_shared_redis_when_the_secret_has_one(
+    manifests: list[Manifest],
+) -> None:
+    (api,) = _deployment(manifests, "api")["spec"]["template"]["spec"]["containers"]
+    (redis,) = [e for e in api["env"] if e["name"] == "PULS_REDIS_URL"]
+    assert redis["valueFrom"]["secretKeyRef"]["optional"] is True, "Redis stays optional"
+
+
+def test_chart_can_leave_the_consolidation_out() -> None:
+    assert _of_kind(_render_chart(), "CronJob")
+    assert not _of_kind(_render_chart({"memoryConsolidation": {"enabled": False}}), "CronJob")
 
 
 # --- plain manifests only -------------------------------------------------------------------

@@ -46,9 +46,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* The Secret's keys as env, for every container that reaches a store or the engine.
-     The token and the API key may be absent (Milvus or vLLM without auth). */}}
+     All but the database may be absent (Milvus or vLLM without auth, no Redis: each API pod
+     then keeps its own sessions, cache and budget counters). */}}
 {{- define "puls.secretEnv" -}}
-{{- range $key := list "PULS_DATABASE_URL" "PULS_MILVUS_TOKEN" "PULS_LLM_API_KEY" }}
+{{- range $key := list "PULS_DATABASE_URL" "PULS_MILVUS_TOKEN" "PULS_LLM_API_KEY" "PULS_REDIS_URL" }}
 - name: {{ $key }}
   valueFrom:
     secretKeyRef:
