@@ -25,9 +25,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 
-from retrieval.embedder import Embedder
+from retrieval.embedder import Embedder, Vectors
 from retrieval.event_store import EventStore
 from retrieval.geo import GeoIndex, HaversineGeoIndex
 from retrieval.query import Near, ParsedQuery, Window, parse_query
@@ -172,6 +173,14 @@ class Retriever:
         self._cities: list[str] | None = None
         self._titles: TitleIndex | None = None
         self._lock = threading.Lock()
+        self.query_vector = lru_cache(maxsize=settings.query_vector_cache)(self._embed_query)
+
+    def _embed_query(self, text: str) -> Vectors:
+        """Behind `query_vector`, an LRU of `query_vector_cache` entries (vectors are
+        read-only, so one request cannot change another's)."""
+        vector = self.embedder.embed_queries([text])[0]
+        vector.setflags(write=False)
+        return vector
 
     def cities(self) -> list[str]:
         """Known city names (the gazetteer), read once from the event store."""
@@ -220,13 +229,18 @@ class Retriever:
         `mode` "dense" or "bm25" runs one candidate source alone (the evaluation baselines).
         """
         parsed = self.parse(text, now, location)
-        vector = self.embedder.embed_queries([text])[0] if mode != "bm25" else None
+        vector = self.query_vector(text) if mode != "bm25" else None
         limit = top_k or self.settings.top_k
         enough = min(self.settings.min_results, limit)
+        ranks: dict[str, list[ScoredEvent]] = {}  # by filter: dropping the theme searches again
         for attempt, applied in relaxations(parsed):
             theme_dropped = bool(parsed.terms) and not attempt.terms
             # scored with the theme even once dropped: what still matches it comes first
-            ranked = self._rank(replace(attempt, terms=parsed.terms), vector, mode)
+            themed = replace(attempt, terms=parsed.terms)
+            key = milvus_filter(themed)
+            if key not in ranks:
+                ranks[key] = self._rank(themed, vector, mode)
+            ranked = list(ranks[key])
             if theme_dropped:
                 ranked.sort(key=lambda s: not s.on_theme)
             elif parsed.terms:

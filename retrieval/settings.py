@@ -61,6 +61,12 @@ class RetrievalSettings(BaseSettings):
     near_me_radius_km: float = Field(
         10.0, gt=0, description="Radius for 'près de moi' when the query names none."
     )
+    query_vector_cache: int = Field(
+        1024,
+        ge=0,
+        description="Query vectors kept in memory (LRU; 0 = off): a repeated question skips its "
+        "~15 ms e5 embedding on the CPU.",
+    )
 
     def resolved_database_url(self) -> str:
         """The configured URL, or SQLite inside `data_dir`."""

@@ -108,6 +108,18 @@ def test_http_engine_failures_are_engine_errors(status: int, body: str, message:
     asyncio.run(run())
 
 
+def test_http_engine_loading_is_unavailable() -> None:
+    """vLLM answers 503 while it loads: the router may route around that, not around a 500."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(503, text="loading"))
+
+    async def run() -> None:
+        llm = OpenAIHTTPLLM("http://engine/v1", model="x", transport=transport)
+        with pytest.raises(EngineUnavailable, match="answered 503"):
+            await complete(llm, PROMPT, PARAMS)
+
+    asyncio.run(run())
+
+
 @pytest.mark.slow
 def test_the_app_answers_through_a_remote_engine(
     llama_server: str, ingested: Path, sample_files: list[Path]

@@ -101,7 +101,9 @@ class OpenAIHTTPLLM:
             ) as response:
                 if response.status_code != 200:
                     detail = (await response.aread()).decode(errors="replace")[:500]
-                    raise EngineError(f"LLM server answered {response.status_code}: {detail}")
+                    # 503: still loading or overloaded, a state the router can route around
+                    kind = EngineUnavailable if response.status_code == 503 else EngineError
+                    raise kind(f"LLM server answered {response.status_code}: {detail}")
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue

@@ -9,6 +9,7 @@ and stream text. Exceptions::
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -68,6 +69,53 @@ class LLM(Protocol):
     def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Chunk]:
         """Generate a completion of `prompt`, chunk by chunk; the last chunk has usage."""
         ...
+
+
+class Primed:
+    """A stream whose first chunk has already come.
+
+    Waiting for it before answering is the health check: an engine that cannot generate
+    fails here, before any byte is sent (a 503, not a 200 stream that ends in an error),
+    and a request that can be answered pays no extra round trip to ask first.
+    """
+
+    def __init__(
+        self, first: Chunk | None, rest: AsyncIterator[Chunk], opened_at: float, first_at: float
+    ) -> None:
+        self.first = first
+        self.opened_at = opened_at  # time.perf_counter() when generation was asked for
+        self.first_at = first_at  # ... and when its first chunk came
+        self._rest = rest
+
+    @classmethod
+    async def start(cls, stream: AsyncIterator[Chunk]) -> Primed:
+        """Open `stream` and wait for its first chunk; close it if that fails."""
+        opened_at = time.perf_counter()
+        try:
+            first: Chunk | None = await anext(stream)
+        except StopAsyncIteration:
+            first = None
+        except BaseException:
+            await _close(stream)
+            raise
+        return cls(first, stream, opened_at, time.perf_counter())
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        if self.first is None:
+            return
+        yield self.first
+        async for chunk in self._rest:
+            yield chunk
+
+    async def aclose(self) -> None:
+        """Stop generating (the client went away, or the answer is done)."""
+        await _close(self._rest)
+
+
+async def _close(stream: AsyncIterator[Chunk]) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
 
 
 async def complete(llm: LLM, prompt: str, params: SamplingParams) -> tuple[str, Chunk]:

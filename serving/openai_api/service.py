@@ -2,8 +2,10 @@
 intro → render the facts.
 
 Returns a `ChatCompletionResponse`, or an async iterator of SSE strings for `stream=True`.
-All validation, budget and health checks happen before the first byte, so a 200 stream never
-hides a request error; an engine failure mid-stream becomes an error event, then `[DONE]`.
+All validation and budget checks happen before the first byte, and so does the engine's first
+chunk: generation starts during `prepare` and its first chunk is awaited there, which is the
+health check (no extra round trip per request). A 200 stream never hides a request error or a
+dead engine; an engine failure mid-stream becomes an error event, then `[DONE]`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from serving.budget import BudgetExhausted, TokenBudget
 from serving.cache import CachedAnswer, slot_key
 from serving.errors import BadRequest, ModelNotFound, RateLimited
 from serving.feedback.recent import RequestRecord
-from serving.llm.protocol import LLM, EngineError, EngineUnavailable, SamplingParams, Usage
+from serving.llm.protocol import (
+    LLM,
+    EngineError,
+    EngineUnavailable,
+    Primed,
+    SamplingParams,
+    Usage,
+)
 from serving.memory.bundle import MemoryServices
 from serving.memory.context import PRINCIPAL, REQUEST_ID
 from serving.memory.sessions import SessionState
@@ -84,6 +93,7 @@ class Prepared:
     owner: str | None = None  # whose memory this request reads and writes
     session: dict[str, object] | None = None  # id, summary and slots, for the `puls` extension
     budget_local: bool = False  # the budget store is down: limits counted by this replica only
+    generation: Primed | None = None  # the intro, already started (None: no model needed)
 
     @property
     def extension(self) -> dict[str, object] | None:
@@ -223,16 +233,20 @@ class ChatService:
         self.metrics.observe_stage("retrieve", time.perf_counter() - started)
         return result
 
-    async def _healthy_route(self, route: Route) -> Route:
-        """The chosen engine if it can generate; the large one falls back to the small one."""
+    async def _start(
+        self, route: Route, query: str, result: SearchResult, params: SamplingParams
+    ) -> tuple[Route, Primed]:
+        """Start the intro on the chosen engine and wait for its first chunk; when the large
+        engine cannot answer, the small one does."""
+        prompt = intro_prompt(query, len(result.events))
         try:
-            await self.engines[route.model].check_health()
+            return route, await Primed.start(self.engines[route.model].stream(prompt, params))
         except EngineUnavailable:
             if route.model == SMALL:
                 raise
             log.warning("large engine unavailable; answering with the small one")
-            return Route(SMALL, "large_unavailable")
-        return route
+        fallback = Route(SMALL, "large_unavailable")
+        return fallback, await Primed.start(self.engines[SMALL].stream(prompt, params))
 
     async def prepare(self, request: ChatCompletionRequest, started: float) -> Prepared:
         """Everything that can fail with a 4xx, plus retrieval, before any byte is sent."""
@@ -250,6 +264,7 @@ class ChatService:
         degraded = await self._check_budget(request.user)
         decline = check_input(texts[-1])
         result, fixed, route = None, None, Route(SMALL, "declined")
+        generation: Primed | None = None
         cache: dict[str, object] = {}
         session_info: dict[str, object] | None = None
         owner = PRINCIPAL.get() if self.settings.api_key_set() else request.user
@@ -263,9 +278,7 @@ class ChatService:
                 location = location or session.location
             texts = texts[-self.settings.session_max_turns :]  # a window, never the transcript
             query, route, merged = await asyncio.to_thread(self._route, texts, now, location)
-            route = degraded_route() if degraded else await self._healthy_route(route)
-            if degraded:
-                await self.engines[SMALL].check_health()
+            route = degraded_route() if degraded else route
             top_k = self._top_k(degraded)
             profile = await self.memory.profile_for(owner) if self.memory else None
             sampling = self._params(request, degraded)
@@ -275,6 +288,8 @@ class ChatService:
                 if self.memory is not None:
                     result = biased(result, profile, self.settings.profile_weight)
                 fixed = None if result.events else no_result_message(result)
+            if result is not None and fixed is None:
+                route, generation = await self._start(route, texts[-1], result, sampling)
             if options.session_id:
                 session_info = await self._remember(
                     options.session_id, owner, texts, merged, location
@@ -296,6 +311,7 @@ class ChatService:
             owner=owner,
             session=session_info,
             budget_local=self.budget.counting_locally,
+            generation=generation,
             **cache,  # type: ignore[arg-type]
         )
 
@@ -421,13 +437,13 @@ class ChatService:
             yield prepared.cached.content
             yield Outcome(Usage(0, 0), "stop")
             return
-        if prepared.fixed_reply is not None or prepared.result is None:
+        if prepared.generation is None or prepared.result is None:
             yield prepared.fixed_reply or ""
             yield Outcome(Usage(0, 0), "stop")
             return
         yield INTRO_PREFIX
         usage, finish = Usage(0, 0), "stop"
-        async for piece in self._intro(prepared, prepared.result):
+        async for piece in self._intro(prepared, prepared.generation):
             if isinstance(piece, Outcome):
                 usage, finish = piece.usage, piece.finish_reason
             else:
@@ -435,27 +451,26 @@ class ChatService:
         yield "\n\n" + render_events(prepared.result)
         yield Outcome(usage, finish)
 
-    async def _intro(
-        self, prepared: Prepared, result: SearchResult
-    ) -> AsyncIterator[str | Outcome]:
+    async def _intro(self, prepared: Prepared, generation: Primed) -> AsyncIterator[str | Outcome]:
         """The engine's intro text, then its outcome; records TTFT, TPOT, tokens; charges."""
-        engine = self.engines[prepared.route.model]
-        prompt = intro_prompt(prepared.query, len(result.events))
         usage, finish = Usage(0, 0), "stop"
-        began = time.perf_counter()
+        began = generation.opened_at
         first: float | None = None
         last = began
-        async for chunk in engine.stream(prompt, prepared.params):
-            if chunk.text:
-                last = time.perf_counter()
-                if first is None:
-                    first = last
-                    self.metrics.ttft.labels(model=prepared.route.model).observe(
-                        first - prepared.started
-                    )
-                yield chunk.text
-            usage = chunk.usage or usage
-            finish = chunk.finish_reason or finish
+        try:
+            async for chunk in generation:
+                if chunk.text:
+                    last = generation.first_at if chunk is generation.first else time.perf_counter()
+                    if first is None:
+                        first = last
+                        self.metrics.ttft.labels(model=prepared.route.model).observe(
+                            first - prepared.started
+                        )
+                    yield chunk.text
+                usage = chunk.usage or usage
+                finish = chunk.finish_reason or finish
+        finally:
+            await generation.aclose()
         outcome = Outcome(usage, finish)
         self._record(prepared, outcome, time.perf_counter() - began, first, last)
         await self._charge(prepared.user, usage)
