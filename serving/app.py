@@ -90,18 +90,25 @@ def build_budget(settings: ServingSettings) -> TokenBudget:
     return TokenBudget(open_budget_store(settings.redis_url), limits, settings.budget_key_prefix)
 
 
+def _open_retriever(settings: Settings) -> Retriever:
+    return open_retriever(settings.retrieval)
+
+
 def create_app(
     settings: Settings,
     engine_factory: Callable[[ServingSettings], dict[str, LLM]] = build_engines,
+    retriever_factory: Callable[[Settings], Retriever] = _open_retriever,
 ) -> FastAPI:
-    """The API. `engine_factory` builds the engines in the lifespan: in-process or remote by
-    default, or proxies to Ray Serve deployments (serving/deployments.py)."""
+    """The API. `engine_factory` and `retriever_factory` build the engines and the retriever
+    in the lifespan: in-process or remote by default, or through Ray Serve deployments
+    (serving/deployments.py)."""
     serving = settings.serving
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        retriever = open_retriever(settings.retrieval)
+        # a thread: opening may block on a Serve handle (the Embedder deployment's size)
+        retriever = await asyncio.to_thread(retriever_factory, settings)
         time_reranker(retriever, metrics)
         engines = engine_factory(serving)
         budget = build_budget(serving)

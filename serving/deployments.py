@@ -1,12 +1,16 @@
 """The Ray Serve application graph, defined once: an `Ingress` deployment serving the FastAPI
-app, and an `LLM` deployment owning the engine, reached through a `DeploymentHandle`.
+app, an `LLM` deployment owning the engine and, when configured, an `Embedder` deployment
+owning the embedding model, each reached through a `DeploymentHandle`.
 
     HTTP ──▶ Ingress (FastAPI: OpenAI API, retrieval, guardrails) ──handle──▶ LLM (engine)
+                                                                  └─handle──▶ Embedder (optional)
 
-Retrieval stays in the ingress: with Milvus Lite one process must own the data dir, so the
-embedded profile runs one ingress replica; with a Milvus server the ingress scales. The LLM
-replicas take their resources (`num_gpus` in the gpu profile) from settings. The same
-`create_app` runs without Ray for development (`puls serve --no-ray`).
+Retrieval (Milvus search, ranking) stays in the ingress: with Milvus Lite one process must
+own the data dir, so the embedded profile runs one ingress replica; with a Milvus server the
+ingress scales. The model-bound parts take their resources (`num_gpus` in the gpu profile)
+from settings. On this CPU machine the embedder stays in the ingress by default (a handle hop
+costs more than it saves); the gpu profile moves it out (`PULS_RAY_EMBEDDER_DEPLOYMENT`). The
+same `create_app` runs without Ray for development (`puls serve --no-ray`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from puls.settings import Settings, load_settings
+from retrieval import RetrievalSettings, Retriever, open_retriever
+from retrieval.build import open_embedder
+from retrieval.embedder import Vectors
 from serving.app import create_app
 from serving.llm import LLM, build_large_llm, build_llm
 from serving.llm.protocol import Chunk, SamplingParams
@@ -27,6 +34,7 @@ from serving.settings import ServingSettings
 
 APP_NAME = "puls"
 LLM_DEPLOYMENT = "LLM"
+EMBEDDER_DEPLOYMENT = "Embedder"
 
 
 @serve.deployment(name=LLM_DEPLOYMENT)
@@ -72,6 +80,54 @@ class ServeLLM:
             yield chunk
 
 
+@serve.deployment(name=EMBEDDER_DEPLOYMENT)
+class EmbedderDeployment:
+    """Owns the embedding model (e5 here, BGE-M3 on a GPU in the gpu profile)."""
+
+    def __init__(self, settings: RetrievalSettings) -> None:
+        self.embedder = open_embedder(settings)
+
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def embed_queries(self, texts: list[str]) -> Vectors:
+        return self.embedder.embed_queries(texts)
+
+    def embed_passages(self, texts: list[str]) -> Vectors:
+        return self.embedder.embed_passages(texts)
+
+
+class ServeEmbedder:
+    """The `Embedder` protocol over a handle to `EmbedderDeployment`. Blocking calls: the
+    retriever runs in worker threads, never on the event loop."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+        self._dim: int | None = None
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self._handle.dim.remote().result())
+        return self._dim
+
+    def embed_queries(self, texts: list[str]) -> Vectors:
+        vectors: Vectors = self._handle.embed_queries.remote(texts).result()
+        return vectors
+
+    def embed_passages(self, texts: list[str]) -> Vectors:
+        vectors: Vectors = self._handle.embed_passages.remote(texts).result()
+        return vectors
+
+
+def serve_retriever(settings: Settings) -> Retriever:
+    """The ingress's retriever: its query embedder is the Embedder deployment when there is one."""
+    if not settings.serving.ray_embedder_deployment:
+        return open_retriever(settings.retrieval)
+    handle = serve.get_deployment_handle(EMBEDDER_DEPLOYMENT, app_name=APP_NAME)
+    return open_retriever(settings.retrieval, embedder=ServeEmbedder(handle))
+
+
 def serve_engines(settings: ServingSettings) -> dict[str, LLM]:
     """Engines for the ingress: the small one through Serve, the large one (vLLM over HTTP)
     as configured."""
@@ -85,16 +141,20 @@ def serve_engines(settings: ServingSettings) -> dict[str, LLM]:
 
 def ingress_app() -> FastAPI:
     """Built on the ingress replica (settings come from its environment, see `run`)."""
-    return create_app(load_settings(), engine_factory=serve_engines)
+    return create_app(
+        load_settings(), engine_factory=serve_engines, retriever_factory=serve_retriever
+    )
 
 
 @serve.deployment(name="Ingress")
 @serve.ingress(ingress_app)
 class Ingress:
-    """The HTTP entry point; `llm` is bound so the graph deploys the LLM deployment too."""
+    """The HTTP entry point; the handles are bound so the graph deploys those deployments too
+    (the app reaches them by name, see `serve_engines` and `serve_retriever`)."""
 
-    def __init__(self, llm: DeploymentHandle) -> None:
+    def __init__(self, llm: DeploymentHandle, embedder: DeploymentHandle | None = None) -> None:
         self.llm = llm
+        self.embedder = embedder
 
 
 def llm_options(settings: ServingSettings) -> dict[str, Any]:
@@ -105,6 +165,17 @@ def llm_options(settings: ServingSettings) -> dict[str, Any]:
         "ray_actor_options": {
             "num_cpus": settings.ray_llm_num_cpus,
             "num_gpus": settings.ray_llm_num_gpus,
+        },
+    }
+
+
+def embedder_options(settings: ServingSettings) -> dict[str, Any]:
+    """Replicas and per-replica resources of the Embedder deployment."""
+    return {
+        "num_replicas": settings.ray_embedder_replicas,
+        "ray_actor_options": {
+            "num_cpus": settings.ray_embedder_num_cpus,
+            "num_gpus": settings.ray_embedder_num_gpus,
         },
     }
 
@@ -128,7 +199,11 @@ def build_app(settings: Settings) -> serve.Application:
     Serve's local testing mode, in a local Ray cluster, or on KubeRay)."""
     s = settings.serving
     llm = LLMDeployment.options(**llm_options(s)).bind(s)  # type: ignore[attr-defined]
-    return Ingress.options(**ingress_options(s)).bind(llm)  # type: ignore[attr-defined]
+    embedder = None
+    if s.ray_embedder_deployment:
+        options = embedder_options(s)
+        embedder = EmbedderDeployment.options(**options).bind(settings.retrieval)  # type: ignore[attr-defined]
+    return Ingress.options(**ingress_options(s)).bind(llm, embedder)  # type: ignore[attr-defined]
 
 
 def run(settings: Settings, host: str, port: int) -> None:

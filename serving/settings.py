@@ -38,6 +38,18 @@ class ServingSettings(BaseSettings):
     ray_autoscaling_max_replicas: int | None = Field(
         None, ge=1, description="Ray Serve: autoscale the ingress up to this many replicas."
     )
+    ray_embedder_deployment: bool = Field(
+        False,
+        description="Ray Serve: embed queries in an `Embedder` deployment of its own (the gpu "
+        "profile: BGE-M3 on a GPU, scaled apart from the ingress) instead of in the ingress.",
+    )
+    ray_embedder_replicas: int = Field(1, ge=1, description="Ray Serve: Embedder replicas.")
+    ray_embedder_num_cpus: float = Field(
+        1.0, ge=0, description="Ray Serve: CPUs reserved per Embedder replica."
+    )
+    ray_embedder_num_gpus: float = Field(
+        0.0, ge=0, description="Ray Serve: GPUs per Embedder replica (a fraction shares one)."
+    )
     port: int = Field(8080, ge=1, le=65535, description="Port `puls serve` binds.")
     served_model_name: str = Field("puls", description="The `model` clients ask for.")
     llm_url: str | None = Field(

@@ -75,3 +75,18 @@ def test_cross_encoder_keeps_place_features(tiny_cross_encoder: Path) -> None:
     parsed = parse_query("concert près de moi", NOW, [], location=(48.86, 2.34))
     far, near = candidate("far", "concert jazz", 9.0), candidate("near", "atelier poterie", 0.2)
     assert [c.event.uid for c in reranker.rerank(parsed, [far, near])] == ["near", "far"]
+
+
+def test_the_reranker_is_chosen_by_configuration(tiny_cross_encoder: Path) -> None:
+    from retrieval.build import ConfigError, open_reranker
+    from retrieval.rerank import FeatureReranker
+
+    assert isinstance(open_reranker(RetrievalSettings()), FeatureReranker)
+    chosen = open_reranker(
+        RetrievalSettings(
+            reranker="cross-encoder", reranker_model=str(tiny_cross_encoder), reranker_device="cpu"
+        )
+    )
+    assert isinstance(chosen, CrossEncoderReranker)
+    with pytest.raises(ConfigError, match="PULS_RERANKER_MODEL"):
+        open_reranker(RetrievalSettings(reranker="cross-encoder"))

@@ -6,11 +6,25 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
 import pytest
 from openai import OpenAI
 from ray import serve
 
-from serving.deployments import LLMDeployment, ServeLLM, build_app, ingress_options, llm_options
+from ingest.settings import IngestSettings
+from puls.settings import Settings
+from retrieval import RetrievalSettings
+from retrieval.embedder import E5Embedder
+from serving.deployments import (
+    EmbedderDeployment,
+    LLMDeployment,
+    ServeEmbedder,
+    ServeLLM,
+    build_app,
+    embedder_options,
+    ingress_options,
+    llm_options,
+)
 from serving.settings import ServingSettings
 from tests.conftest import RemoteServer, ingested_uids, puls_env
 from tests.test_llm_engines import check_contract
@@ -39,6 +53,33 @@ def test_the_graph_binds_ingress_and_llm() -> None:
     assert isinstance(app, serve.Application)
 
 
+@pytest.mark.unit
+def test_the_embedder_gets_a_deployment_of_its_own_when_configured() -> None:
+    gpu = ServingSettings(
+        ray_embedder_deployment=True, ray_embedder_num_gpus=0.25, ray_embedder_replicas=2
+    )
+    assert embedder_options(gpu) == {
+        "num_replicas": 2,
+        "ray_actor_options": {"num_cpus": 1.0, "num_gpus": 0.25},
+    }
+    settings = Settings(retrieval=RetrievalSettings(), ingest=IngestSettings(), serving=gpu)
+    assert isinstance(build_app(settings), serve.Application)
+
+
+def test_embedder_deployment_honours_the_protocol_through_a_handle() -> None:
+    handle = serve.run(
+        EmbedderDeployment.bind(RetrievalSettings()),
+        name="embedder-test",
+        _local_testing_mode=True,
+    )
+    remote = ServeEmbedder(handle)
+    local = E5Embedder()
+    assert remote.dim == local.dim == 384
+    texts = ["un concert de jazz", "atelier poterie"]
+    assert np.allclose(remote.embed_queries(texts), local.embed_queries(texts), atol=1e-5)
+    assert np.allclose(remote.embed_passages(texts), local.embed_passages(texts), atol=1e-5)
+
+
 def test_llm_deployment_honours_the_protocol_through_a_handle() -> None:
     handle = serve.run(LLMDeployment.bind(ServingSettings()), _local_testing_mode=True)
     asyncio.run(check_contract(ServeLLM(handle)))
@@ -46,7 +87,10 @@ def test_llm_deployment_honours_the_protocol_through_a_handle() -> None:
 
 @pytest.mark.slow
 def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[Path]) -> None:
-    remote = RemoteServer(puls_env(ingested), ray=True)
+    """The whole graph of the gpu profile: Ingress → LLM and Ingress → Embedder (0 CPUs
+    reserved for the embedder: this machine has 2 and the LLM and the ingress take them)."""
+    env = puls_env(ingested, PULS_RAY_EMBEDDER_DEPLOYMENT="true", PULS_RAY_EMBEDDER_NUM_CPUS="0")
+    remote = RemoteServer(env, ray=True)
     try:
         client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
         r = client.chat.completions.create(

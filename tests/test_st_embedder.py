@@ -1,0 +1,96 @@
+"""The gpu profile's embedder plumbing, with a tiny sentence-transformers model built here.
+
+Production loads BAAI/bge-m3 (1024-d) from a local directory; no such model can be
+downloaded here, so this test builds a 1-layer BERT with random weights plus mean pooling,
+saves it as a sentence-transformers directory and selects it by configuration
+(`PULS_EMBEDDER=sentence-transformers`, `PULS_EMBEDDER_MODEL=<dir>`). It checks the wiring
+(dimension, normalisation, prefixes, a Milvus collection of the model's size, a search
+through it), not retrieval quality.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from retrieval import RetrievalSettings, close_retriever, open_retriever
+from retrieval.embedder import SentenceTransformerEmbedder
+from retrieval.records import Event
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+PARIS = ZoneInfo("Europe/Paris")
+WORDS = "query passage concert jazz atelier poterie paris expo orgue de a le la".split()
+DIM = 24
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    base = tmp_path_factory.mktemp("tiny-bert")
+    vocab = base / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]), "utf-8")
+    BertTokenizer(str(vocab)).save_pretrained(base)
+    config = BertConfig(
+        vocab_size=len(WORDS) + 5,
+        hidden_size=DIM,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    BertModel(config).save_pretrained(base)
+    word = models.Transformer(str(base))
+    pooling = models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+    directory = tmp_path_factory.mktemp("tiny-st")
+    SentenceTransformer(modules=[word, pooling], device="cpu").save(str(directory))
+    return directory
+
+
+def test_vectors_have_the_models_size_and_unit_length(tiny_model: Path) -> None:
+    embedder = SentenceTransformerEmbedder(str(tiny_model), device="cpu")
+    assert embedder.dim == DIM
+    vectors = embedder.embed_passages(["concert jazz paris", "atelier poterie"])
+    assert vectors.shape == (2, DIM) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_prefixes_are_applied_per_side(tiny_model: Path) -> None:
+    plain = SentenceTransformerEmbedder(str(tiny_model), device="cpu")
+    prefixed = SentenceTransformerEmbedder(
+        str(tiny_model), device="cpu", query_prefix="query: ", passage_prefix="passage: "
+    )
+    text = ["concert jazz"]
+    assert np.allclose(plain.embed_queries(text), plain.embed_passages(text))
+    assert not np.allclose(prefixed.embed_queries(text), prefixed.embed_passages(text))
+    assert np.allclose(prefixed.embed_queries(text), plain.embed_queries(["query: concert jazz"]))
+
+
+def test_configured_embedder_fills_and_searches_its_own_collection(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    settings = RetrievalSettings(
+        data_dir=tmp_path,
+        embedder="sentence-transformers",
+        embedder_model=str(tiny_model),
+        embedder_device="cpu",
+    )
+    retriever = open_retriever(settings)
+    try:
+        assert retriever.embedder.dim == DIM
+        start = datetime(2025, 6, 10, 20, tzinfo=PARIS)
+        events = [
+            Event(uid=f"e{i}", source="t", title=title, start=start, end=start + timedelta(hours=2))
+            for i, title in enumerate(["concert jazz", "atelier poterie", "expo orgue"])
+        ]
+        vectors = retriever.embedder.embed_passages([e.passage() for e in events])
+        retriever.vectors.upsert(events, vectors)
+        retriever.events.upsert(events)
+        found = retriever.search("concert jazz", datetime(2025, 6, 1, 10, tzinfo=PARIS))
+        assert found.events and found.events[0].event.uid == "e0"
+    finally:
+        close_retriever(retriever)
