@@ -118,6 +118,28 @@ def replicate(source: Retriever, target: Retriever, size: int, seed: int = 7) ->
             batch, batch_vectors = [], []
 
 
+def measure_replicated(
+    real: Retriever, directory: Path, size: int, queries: list[Query], repeat: int
+) -> dict[str, Any]:
+    """Replicate `real` to `size` events in `directory` (unless a kept store already holds
+    them), then measure it."""
+    settings = RetrievalSettings(data_dir=directory, query_vector_cache=0)
+    big = open_retriever(settings)
+    started = time.perf_counter()
+    built = big.vectors.count() < size
+    if built:
+        replicate(real, big, size)
+        # Closed and reopened as after `puls ingest`: closing seals Milvus Lite's growing
+        # segments; searched unsealed, 100k rows took 13 s p50 instead of 0.6 s.
+        close_retriever(big)
+        big = open_retriever(settings)
+    build_s = time.perf_counter() - started
+    try:
+        return {**measure(big, queries, repeat), "build_s": round(build_s, 1) if built else None}
+    finally:
+        close_retriever(big)
+
+
 def _commit() -> str:
     try:
         out = subprocess.run(
@@ -136,6 +158,9 @@ def main() -> None:
     parser.add_argument(
         "--queries", type=Path, help="a JSONL eval file (query, now, location); default: 8 built in"
     )
+    parser.add_argument(
+        "--keep", type=Path, help="keep the replicated stores under this dir (and reuse them)"
+    )
     args = parser.parse_args()
     queries = load_queries(args.queries)
 
@@ -151,20 +176,10 @@ def main() -> None:
     report["results"][str(real.events.count())] = measure(real, queries, args.repeat)
     for size in (int(s) for s in args.sizes.split(",") if s):
         with tempfile.TemporaryDirectory() as tmp:
-            settings = RetrievalSettings(data_dir=Path(tmp), query_vector_cache=0)
-            big = open_retriever(settings)
-            started = time.perf_counter()
-            replicate(real, big, size)
-            # Closed and reopened as after `puls ingest`: closing seals Milvus Lite's growing
-            # segments; searched unsealed, 100k rows took 13 s p50 instead of 0.6 s.
-            close_retriever(big)
-            big = open_retriever(settings)
-            build_s = time.perf_counter() - started
-            report["results"][str(size)] = {
-                **measure(big, queries, args.repeat),
-                "build_s": round(build_s, 1),
-            }
-            close_retriever(big)
+            directory = args.keep / str(size) if args.keep else Path(tmp)
+            report["results"][str(size)] = measure_replicated(
+                real, directory, size, queries, args.repeat
+            )
     close_retriever(real)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"search-latency-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
