@@ -4,6 +4,15 @@ Idempotent by construction: an event is re-embedded and rewritten only when its 
 hash changed; raw rows and rejects are inserted only when new; staging rows are upserts.
 Vectors are written before event rows and the row's hash is the commit marker, so a run
 killed midway (even by SIGKILL) is finished by the next one with the same final state.
+
+The vector store keeps its own copy of each event's hash (with the chunk settings): an
+event whose vectors are missing or were built with other chunk settings is re-embedded
+from the event store even when its facts did not change (`reindexed`), so a lost, migrated
+or re-chunked vector store heals on the next run.
+
+Near-duplicates are linked across runs: an event already indexed that becomes the
+near-duplicate of another (smaller uid) is removed from the vector store and the events
+table, and its staging row points to the event it repeats.
 """
 
 from __future__ import annotations
@@ -12,13 +21,16 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from ingest.details import EventDetails, event_details
 from ingest.geocode import Gazetteer, french_gazetteer
@@ -27,8 +39,8 @@ from ingest.normalise import RowError, detail_fields, to_event
 from ingest.openagenda_api import OpenAgendaClient, to_ods_row
 from ingest.readers import SourceError, read_source
 from ingest.staging import StagingStore
-from retrieval.embedder import Embedder
-from retrieval.event_store import EventStore
+from retrieval.embedder import Embedder, Vectors
+from retrieval.event_store import EventRow, EventStore
 from retrieval.records import Event
 from retrieval.text import fold
 from retrieval.vector_store import MilvusVectorStore
@@ -57,7 +69,13 @@ class Staged:
 @dataclass
 class IngestReport:
     """What a run did. `read` = rows seen; every row ends up counted exactly once below it
-    (inserted + updated + unchanged + rejected + merged + near_duplicates)."""
+    (inserted + updated + unchanged + rejected + merged + near_duplicates).
+
+    Outside that sum: `reindexed` = events whose facts did not change but whose vectors were
+    rebuilt (new chunk settings, a migrated or lost vector store), whether read in this run
+    or only stored; `duplicates_removed` = events indexed earlier and now removed because they
+    became near-duplicates; `chunks_embedded` = texts embedded (passages + description chunks).
+    `since`/`watermark` (API runs): the `updatedAt` asked from and the newest one now stored."""
 
     read: int = 0
     inserted: int = 0
@@ -67,6 +85,12 @@ class IngestReport:
     merged: int = 0
     near_duplicates: int = 0
     raw_appended: int = 0
+    reindexed: int = 0
+    duplicates_removed: int = 0
+    chunks_embedded: int = 0
+    vector_store_migrated: bool = False
+    since: str | None = None
+    watermark: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
@@ -88,6 +112,14 @@ class IngestReport:
         """The data-quality report for people: counts, then one line per rule that fired."""
         counts = ("read", "inserted", "updated", "unchanged", "rejected", "merged")
         lines = [" ".join(f"{k}={getattr(self, k)}" for k in (*counts, "near_duplicates"))]
+        if self.vector_store_migrated:
+            lines.append("  vector store rebuilt with the chunked schema (docs/adr/0003)")
+        for name in ("reindexed", "duplicates_removed"):
+            if getattr(self, name):
+                lines.append(f"  {name.replace('_', ' ')}: {getattr(self, name)} event(s)")
+        if self.watermark:
+            since = self.since or "-"
+            lines.append(f"  updatedAt watermark: {self.watermark} (asked since {since})")
         for rule, n in sorted(Counter(r.rule for r in self.rejects).items()):
             lines.append(f"  rejected {n} row(s): {rule}")
         for warning, n in sorted(self.warnings.items()):
@@ -159,23 +191,65 @@ class _Reader:
         self.staged[uid] = staged
 
 
-def _near_duplicate_key(event: Event) -> tuple[str, str, datetime]:
-    return fold(event.title), fold(event.venue or event.address or event.city), event.start
+NearKey = tuple[str, str, datetime]
 
 
-def link_near_duplicates(staged: dict[str, Staged]) -> dict[str, Staged]:
+def near_duplicate_key(title: str, venue: str, address: str, city: str, start: datetime) -> NearKey:
+    return fold(title), fold(venue or address or city), start
+
+
+def _near_duplicate_key(event: Event) -> NearKey:
+    return near_duplicate_key(event.title, event.venue, event.address, event.city, event.start)
+
+
+def link_near_duplicates(
+    staged: dict[str, Staged], stored: dict[str, NearKey] | None = None
+) -> tuple[dict[str, Staged], dict[str, str]]:
     """Same folded title + place + start under different uids: the smallest uid is indexed,
-    the others point to it (`duplicate_of`). Smallest, not first, so file order does not matter."""
-    groups: dict[tuple[str, str, datetime], list[str]] = {}
+    the others point to it (`duplicate_of`). Smallest, not first, so file order does not matter.
+
+    `stored` holds the keys of events indexed by earlier runs: they compete too, so an event
+    is never indexed twice across runs. Returns the linked staged events and, for stored
+    events not in this run that lost, uid → the uid they duplicate."""
+    groups: dict[NearKey, list[str]] = {}
+    for uid, key in (stored or {}).items():
+        if uid not in staged:
+            groups.setdefault(key, []).append(uid)
     for uid, item in staged.items():
         groups.setdefault(_near_duplicate_key(item.event), []).append(uid)
     linked = dict(staged)
+    losers: dict[str, str] = {}
     for uids in groups.values():
         keeper = min(uids)
         for uid in uids:
-            if uid != keeper:
+            if uid == keeper:
+                continue
+            if uid in staged:
                 linked[uid] = Staged(staged[uid].event, staged[uid].details, duplicate_of=keeper)
-    return linked
+            else:
+                losers[uid] = keeper
+    return linked, losers
+
+
+def stored_near_duplicate_keys(store: EventStore) -> dict[str, NearKey]:
+    """The near-duplicate key of every event in the event store (indexed by earlier runs)."""
+    columns = (EventRow.uid, EventRow.title, EventRow.venue, EventRow.address, EventRow.city,
+               EventRow.start)  # fmt: skip
+    with Session(store.engine) as session:
+        rows = session.execute(select(*columns)).all()
+    return {uid: near_duplicate_key(t, v, a, c, start) for uid, t, v, a, c, start in rows}
+
+
+def remove_events(
+    uids: Iterable[str], vectors: MilvusVectorStore, store: EventStore, batch: int = 500
+) -> None:
+    """Delete events from the vector store, then from the events table (a run killed between
+    the two leaves a row that the next run removes again)."""
+    chosen = sorted(uids)
+    vectors.delete(chosen)
+    with Session(store.engine) as session, session.begin():
+        for i in range(0, len(chosen), batch):
+            session.execute(delete(EventRow).where(EventRow.uid.in_(chosen[i : i + batch])))
 
 
 def read_events(
@@ -238,6 +312,19 @@ def stage(reader: _Reader, staging: StagingStore, report: IngestReport) -> None:
     staging.upsert_staged(*_staging_rows(reader.staged.values()))
 
 
+def _embed_chunks(
+    events: Sequence[Event], embedder: Embedder, vectors: MilvusVectorStore
+) -> tuple[list[Vectors], int]:
+    """One array of chunk vectors per event (chunk 0 first), from one embedding call."""
+    texts = [vectors.chunk_texts(event) for event in events]
+    flat = embedder.embed_passages([t for chunks in texts for t in chunks])
+    per_event, offset = [], 0
+    for chunks in texts:
+        per_event.append(flat[offset : offset + len(chunks)])
+        offset += len(chunks)
+    return per_event, offset
+
+
 def store_events(
     events: dict[str, Event],
     embedder: Embedder,
@@ -246,24 +333,46 @@ def store_events(
     report: IngestReport,
     batch_size: int = 64,
     progress: bool = True,
+    skip: AbstractSet[str] = frozenset(),
+    known: dict[str, str] | None = None,
+    indexed: dict[str, str] | None = None,
 ) -> None:
-    """Embed and write the events whose content changed; count the rest as unchanged."""
-    known = store.hashes()
-    todo = [e for e in events.values() if known.get(e.uid) != e.content_hash()]
+    """Embed and write the events whose content changed; count the rest as unchanged.
+
+    Stored events (read in this run or not, except `skip`) whose vectors are missing or were
+    built with other chunk settings are re-embedded from the event store (`reindexed`).
+    `known` / `indexed`: the event store's and the vector store's hashes, if already read."""
+    known = store.hashes() if known is None else known
+    indexed = vectors.hashes() if indexed is None else indexed
+
+    def stale(uid: str, content_hash: str) -> bool:
+        return indexed.get(uid) != vectors.index_key(content_hash)
+
+    todo = [
+        e for e in events.values()
+        if known.get(e.uid) != e.content_hash() or stale(e.uid, e.content_hash())
+    ]  # fmt: skip
     new = sum(1 for e in todo if e.uid not in known)
-    report.unchanged += len(events) - len(todo)
+    changed = sum(1 for e in todo if e.uid in known and known[e.uid] != e.content_hash())
+    orphans = [
+        uid for uid, h in known.items() if uid not in events and uid not in skip and stale(uid, h)
+    ]
+    todo.extend(store.get(orphans).values())
+    report.unchanged += len(events) - new - changed
+    report.reindexed += len(todo) - new - changed
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("embedding events", total=len(todo))
         for i in range(0, len(todo), batch_size):
             batch = todo[i : i + batch_size]
             started = time.perf_counter()
-            embedded = embedder.embed_passages([e.passage() for e in batch])
+            embedded, texts = _embed_chunks(batch, embedder, vectors)
             report.embed_s += time.perf_counter() - started
+            report.chunks_embedded += texts
             vectors.upsert(batch, embedded)
             store.upsert(batch)
             bar.advance(task, len(batch))
     report.inserted += new
-    report.updated += len(todo) - new
+    report.updated += changed
 
 
 def finish(
@@ -275,16 +384,45 @@ def finish(
     batch_size: int = 64,
     progress: bool = True,
 ) -> IngestReport:
-    """Link duplicates, stage, then embed and store what changed; time each part."""
+    """Link duplicates (against stored events too), stage, remove events that became
+    duplicates, then embed and store what changed; time each part."""
     report = reader.report
-    linked = link_near_duplicates(reader.staged)
+    report.vector_store_migrated = vectors.migrated
+    started = time.perf_counter()
+    linked, losers = link_near_duplicates(reader.staged, stored_near_duplicate_keys(store))
     report.near_duplicates = sum(1 for s in linked.values() if s.duplicate_of)
     report.geo_precision.update(s.event.extra.get("geo_precision", "none") for s in linked.values())
-    started = time.perf_counter()
     if staging is not None:
         stage(reader, staging, report)
-    indexed = {uid: s.event for uid, s in linked.items() if s.duplicate_of is None}
-    store_events(indexed, embedder, vectors, store, report, batch_size, progress)
+        staging.mark_duplicates(losers)
+    duplicates = set(losers) | {uid for uid, s in linked.items() if s.duplicate_of}
+    known, indexed = store.hashes(), vectors.hashes()
+    present = duplicates & (known.keys() | indexed.keys())
+    if present:
+        remove_events(present, vectors, store)
+        known = {uid: h for uid, h in known.items() if uid not in present}
+        indexed = {uid: h for uid, h in indexed.items() if uid not in present}
+    report.duplicates_removed = len(present)
+    events = {uid: s.event for uid, s in linked.items() if s.duplicate_of is None}
+    store_events(
+        events, embedder, vectors, store, report, batch_size, progress, duplicates, known, indexed
+    )
+    report.store_s = time.perf_counter() - started - report.embed_s
+    return report
+
+
+def reindex(
+    embedder: Embedder,
+    vectors: MilvusVectorStore,
+    store: EventStore,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> IngestReport:
+    """Re-embed every stored event whose vectors are missing or stale (after a schema
+    migration or a change of chunk settings); reads no source."""
+    report = IngestReport(vector_store_migrated=vectors.migrated)
+    started = time.perf_counter()
+    store_events({}, embedder, vectors, store, report, batch_size, progress)
     report.store_s = time.perf_counter() - started - report.embed_s
     return report
 
@@ -308,6 +446,18 @@ def ingest_paths(
     return finish(reader, embedder, vectors, store, staging, batch_size, progress)
 
 
+def _newest_update(events: Iterable[dict[str, Any]], newest: list[datetime]) -> Iterator[dict]:
+    """Pass API events through, keeping the newest parsable `updatedAt` in `newest[0]`."""
+    for event in events:
+        try:
+            stamp = datetime.fromisoformat(str(event.get("updatedAt")).replace("Z", "+00:00"))
+        except ValueError:
+            stamp = None
+        if stamp is not None and stamp.tzinfo is not None and (not newest or stamp > newest[0]):
+            newest[:] = [stamp]
+        yield event
+
+
 def ingest_agenda(
     client: OpenAgendaClient,
     agenda_uid: str,
@@ -318,17 +468,28 @@ def ingest_agenda(
     staging: StagingStore | None = None,
     batch_size: int = 64,
     progress: bool = True,
+    full: bool = False,
 ) -> IngestReport:
-    """Ingest an agenda from the OpenAgenda API (only what changed since `updated_since`)."""
+    """Ingest an agenda from the OpenAgenda API: only what changed since `updated_since`, or
+    else since the agenda's stored watermark (the newest `updatedAt` a previous run
+    ingested; `full` ignores it). The watermark advances once the run is stored."""
     report = IngestReport()
     started = time.perf_counter()
+    if updated_since is None and staging is not None and not full:
+        updated_since = staging.watermark(agenda_uid)
+    report.since = updated_since.isoformat() if updated_since else None
     ods = next(m for m in shipped_mappings() if m.name == "openagenda-ods")
     source = f"openagenda-api:{agenda_uid}"
-    rows = enumerate(
-        (to_ods_row(e, agenda_uid) for e in client.events(agenda_uid, updated_since)), 1
-    )
+    newest: list[datetime] = []
+    api_events = _newest_update(client.events(agenda_uid, updated_since), newest)
+    rows = enumerate((to_ods_row(e, agenda_uid) for e in api_events), 1)
     reader = _Reader(report, french_gazetteer())
     reader.accept_rows(source, rows, ods)
     report.files[source] = ods.name
     report.parse_s = time.perf_counter() - started
-    return finish(reader, embedder, vectors, store, staging, batch_size, progress)
+    finish(reader, embedder, vectors, store, staging, batch_size, progress)
+    if staging is not None:
+        kept = staging.advance_watermark(agenda_uid, newest[0]) if newest else None
+        kept = kept or staging.watermark(agenda_uid)
+        report.watermark = kept.isoformat() if kept else None
+    return report

@@ -7,6 +7,8 @@
                       uid it duplicates when it is a near-duplicate (then it is not indexed)
     stg.occurrences   one row per session (from `timings`)
     stg.rejects       rows refused, with the rule and message, kept (never silently dropped)
+    stg.api_watermarks  per OpenAgenda agenda, the newest `updatedAt` ingested: where the next
+                      `puls ingest-api` run starts (migration 0002)
 
 PostgreSQL holds them in the `raw` and `stg` schemas, with PostGIS `geography(Point,4326)`
 columns generated from lat/lon and GiST-indexed. SQLite (embedded profile) uses the same
@@ -128,6 +130,16 @@ rejects = Table(
 )
 
 
+api_watermarks = Table(
+    "api_watermarks",
+    metadata,
+    Column("agenda_uid", String(200), primary_key=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    schema="stg",
+)
+
+
 def _attach_sqlite_schemas(engine: Engine) -> None:
     """SQLite has no schemas; attached files named `raw` and `stg` play their part."""
     main = Path(make_url(engine.url).database or "")
@@ -220,6 +232,33 @@ class StagingStore:
                     occurrences.delete().where(occurrences.c.uid.in_(uids[i : i + UPSERT_CHUNK]))
                 )
             _write(conn, occurrences, occurrence_rows)
+
+    def mark_duplicates(self, keepers: dict[str, str]) -> None:
+        """Point already-staged events at the event they now duplicate (uid → keeper uid)."""
+        if not keepers:
+            return
+        with self.engine.begin() as conn:
+            for uid, keeper in keepers.items():
+                conn.execute(events.update().where(events.c.uid == uid).values(duplicate_of=keeper))
+
+    def watermark(self, agenda_uid: str) -> datetime | None:
+        """The newest `updatedAt` ingested from this agenda, or None before its first run."""
+        with self.engine.connect() as conn:
+            stmt = select(api_watermarks.c.updated_at).where(
+                api_watermarks.c.agenda_uid == agenda_uid
+            )
+            return conn.scalar(stmt)
+
+    def advance_watermark(self, agenda_uid: str, updated_at: datetime) -> datetime:
+        """Record `updated_at` unless the stored watermark is already newer; returns the one
+        kept (a run with an older `--since` never moves it back)."""
+        current = self.watermark(agenda_uid)
+        if current is not None and current >= updated_at:
+            return current
+        row = {"agenda_uid": agenda_uid, "updated_at": updated_at, "recorded_at": datetime.now(UTC)}
+        with self.engine.begin() as conn:
+            _write(conn, api_watermarks, [row])
+        return updated_at
 
     def counts(self) -> dict[str, int]:
         """Rows per table, for reports and tests."""

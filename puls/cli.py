@@ -62,11 +62,12 @@ def _source_files(paths: list[Path]) -> list[Path]:
 
 @contextmanager
 def _ingest_stores(settings: Settings) -> Iterator[tuple[Retriever, StagingStore]]:
-    """The retrieval stores and the staging tables an ingest writes, closed afterwards."""
+    """The retrieval stores and the staging tables an ingest writes, closed afterwards. A
+    vector store with an older schema is rebuilt (the run then re-embeds stored events)."""
     from ingest.staging import StagingStore
     from retrieval import close_retriever, open_retriever
 
-    retriever = open_retriever(settings.retrieval)
+    retriever = open_retriever(settings.retrieval, migrate=True)
     staging = StagingStore(settings.retrieval.resolved_database_url())
     try:
         yield retriever, staging
@@ -131,11 +132,19 @@ def _print_ingest(report: dict[str, Any], as_json: bool) -> None:
 def ingest_api(
     agenda: Annotated[str, typer.Argument(help="OpenAgenda agenda uid.")],
     key: Annotated[str | None, typer.Option(help="Default PULS_INGEST_OPENAGENDA_KEY.")] = None,
-    since: Annotated[str | None, typer.Option(help="Only events updated since (ISO).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only events updated since (ISO). Default: the stored watermark."),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Ignore the stored watermark: fetch every event.")
+    ] = False,
     base_url: Annotated[str | None, typer.Option(help="Default: OpenAgenda API v2.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Ingest an agenda from the OpenAgenda API v2, incrementally with --since."""
+    """Ingest an agenda from the OpenAgenda API v2. Incremental: without --since, only events
+    updated since the newest `updatedAt` a previous run of this agenda ingested (its
+    watermark, reported as `watermark` in --json)."""
     from ingest.openagenda_api import OpenAgendaClient, OpenAgendaError
     from ingest.pipeline import ingest_agenda
 
@@ -157,12 +166,45 @@ def ingest_api(
                 staging=staging,
                 batch_size=settings.ingest.batch_size,
                 progress=not as_json and sys.stderr.isatty(),
+                full=full,
             )
     except OpenAgendaError as exc:
         _fail(str(exc))
     finally:
         client.close()
     _print_ingest(_report_dict(report), as_json)
+
+
+@app.command()
+def reindex(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Re-embed stored events whose vectors are missing or stale: after an upgrade that
+    changed the vector store's schema, or a change of PULS_CHUNK_* settings."""
+    from ingest.pipeline import reindex as reindex_events
+
+    settings = load_settings()
+    with _ingest_stores(settings) as (retriever, _staging):
+        report = reindex_events(
+            retriever.embedder,
+            retriever.vectors,
+            retriever.events,
+            batch_size=settings.ingest.batch_size,
+            progress=not as_json and sys.stderr.isatty(),
+        )
+    _print_ingest(_report_dict(report), as_json)
+
+
+def _open_retriever(settings: Settings) -> Retriever:
+    """The retriever, or a one-line error when its vector store needs rebuilding."""
+    from retrieval import open_retriever
+    from retrieval.vector_store import VectorStoreSchemaError
+
+    try:
+        return open_retriever(settings.retrieval)
+    except VectorStoreSchemaError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
 
 
 @app.command()
@@ -175,12 +217,12 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Search the indexed events and show how the request was understood."""
-    from retrieval import close_retriever, open_retriever
+    from retrieval import close_retriever
 
     if (lat is None) != (lon is None):
         raise typer.BadParameter("give both --lat and --lon", param_hint="--lat/--lon")
     reference = _parse_now(now)
-    retriever = open_retriever(load_settings().retrieval)
+    retriever = _open_retriever(load_settings())
     try:
         result = retriever.search(text, reference, (lat, lon) if lat is not None else None, top_k)  # type: ignore[arg-type]
     finally:
@@ -251,14 +293,14 @@ def eval_retrieval(
     out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
 ) -> None:
     """NDCG@10, Recall@10 and P@5 of the hybrid search, with BM25-only and dense-only baselines."""
-    from retrieval import close_retriever, open_retriever
+    from retrieval import close_retriever
     from retrieval.evaluate import EvalSetError, evaluate, load_queries
 
     try:
         queries = load_queries(path)
     except EvalSetError as exc:
         _fail(str(exc), 2)
-    retriever = open_retriever(load_settings().retrieval)
+    retriever = _open_retriever(load_settings())
     try:
         report = evaluate(retriever, queries)
     finally:

@@ -38,12 +38,15 @@ def open_reranker(settings: RetrievalSettings) -> Reranker:
     return CrossEncoderReranker(settings.reranker_model, settings, device=settings.reranker_device)
 
 
-def open_retriever(settings: RetrievalSettings, embedder: Embedder | None = None) -> Retriever:
+def open_retriever(
+    settings: RetrievalSettings, embedder: Embedder | None = None, *, migrate: bool = False
+) -> Retriever:
     """Embedder + Milvus + event store + reranker, as configured. Cheap unless a
     cross-encoder is configured: the embedder loads on first use or in `warm_up()`.
 
-    `embedder` replaces the configured one (Ray Serve passes a handle to its Embedder
-    deployment)."""
+    `migrate` (ingest only) rebuilds a vector store that has an older schema instead of
+    raising `VectorStoreSchemaError`. `embedder` replaces the configured one (Ray Serve passes
+    a handle to its Embedder deployment)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedder = embedder or open_embedder(settings)
     vectors = MilvusVectorStore(
@@ -52,6 +55,8 @@ def open_retriever(settings: RetrievalSettings, embedder: Embedder | None = None
         embedder.dim,
         settings.milvus_token,
         settings.milvus_index_type,
+        chunking=settings.chunking(),
+        migrate=migrate,
     )
     events = EventStore(settings.resolved_database_url())
     reranker = open_reranker(settings)

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from retrieval.records import Chunking
+
 DEFAULT_COLLECTION = "puls_events"
 
 
@@ -101,6 +103,36 @@ class RetrievalSettings(BaseSettings):
         None, description="Cross-encoder: a local directory or a hub id (BAAI/bge-reranker-v2-m3)."
     )
     reranker_device: str | None = Field(None, description="Cross-encoder device (cuda, cpu).")
+
+    chunk_words: int = Field(
+        120, ge=10, le=300, description="Words per long-description chunk (docs/adr/0003)."
+    )
+    chunk_overlap_words: int = Field(
+        30, ge=0, le=150, description="Words a long-description chunk shares with the previous."
+    )
+    chunk_max: int = Field(
+        1,
+        ge=0,
+        le=16,
+        description="Long-description chunks embedded per event, beyond the passage (0 = none). "
+        "Embedding time grows with it (docs/adr/0003); changing it re-embeds on the next ingest.",
+    )
+    chunk_dense_penalty: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Subtracted from a description chunk's cosine when an event's chunks compete "
+        "for its dense score (0 = count fully). Query time: no re-embedding (docs/adr/0003).",
+    )
+
+    def chunking(self) -> Chunking:
+        """The chunk settings as the vector store takes them."""
+        return Chunking(
+            words=self.chunk_words,
+            overlap=min(self.chunk_overlap_words, self.chunk_words - 1),
+            max_chunks=self.chunk_max,
+            dense_penalty=self.chunk_dense_penalty,
+        )
 
     def resolved_database_url(self) -> str:
         """The configured URL, or SQLite inside `data_dir`."""

@@ -1,22 +1,40 @@
 """Event vectors in Milvus (Milvus Lite file embedded, a Milvus server in production).
 
-One entity per event: the dense vector, a BM25 sparse vector that Milvus computes from
-`text` (our folded, plural-stripped French: Milvus Lite's analyzer has no French stemmer),
-and the scalar fields retrieval filters on (time window, city, department, coordinates),
-so filtering happens inside both searches.
+Two collections (docs/adr/0003-chunking.md):
+
+    {collection}_chunks   one entity per chunk of an event, primary key `{uid}#{n}`, with its
+                          `uid`, its `chunk` number and its dense e5 vector:
+                            chunk 0     the event passage (title, keywords, place, short
+                                        description)
+                            chunk 1..k  windows of the long description, title-prefixed
+    {collection}          one entity per event, primary key `uid`: the BM25 sparse vector
+                          that Milvus computes from `text` (our folded, stemmed French: Milvus
+                          Lite's analyzer has no French stemmer), and the event's
+                          `content_hash` (with the chunk settings), written last
+
+BM25 keeps one document per event: chunk entities in the same collection (with empty text)
+changed its corpus statistics (BM25 alone lost 0.013 NDCG@10 on the dev set, the hybrid
+0.017, docs/adr/0003). Every entity of both carries the scalar fields retrieval filters on
+(time window, city, department, coordinates), so filtering happens inside both searches, and
+both searches return ONE hit per event (its best chunk for the dense one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 from retrieval.embedder import Vectors
 from retrieval.places import department_of
-from retrieval.records import Event
+from retrieval.records import Chunking, Event
 from retrieval.text import fold, terms
 
 TEXT_MAX_CHARS = 4000
@@ -24,18 +42,54 @@ TEXT_MAX_CHARS = 4000
 # match too loosely (dev set, docs/adr/0005: none 0.768, whole 0.751, first 500 chars 0.788
 # NDCG@10).
 LONG_DESCRIPTION_PREFIX_CHARS = 500
+MILVUS_MAX_TOPK = 16384
+CHUNKS_SUFFIX = "_chunks"
+_DELETE_BATCH = 500
 
 
 @dataclass(frozen=True)
 class Hit:
-    """A vector-search result: the event uid and its cosine similarity."""
+    """A search result: the event uid, its score, and which of its chunks scored it."""
 
     uid: str
     score: float
+    chunk: int = 0
+
+
+class VectorStoreSchemaError(RuntimeError):
+    """The collections were built by an older Puls; the message says how to rebuild them."""
+
+
+def _literal(value: str) -> str:
+    """A Milvus expression string literal (double-quoted, escaped)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def uid_filter(uids: Iterable[str]) -> str:
+    return "uid in [{}]".format(", ".join(_literal(u) for u in uids))
+
+
+def _and(*clauses: str) -> str:
+    return " and ".join(f"({c})" for c in clauses if c)
+
+
+def _add_filter_fields(schema: Any) -> None:
+    schema.add_field("start_ts", DataType.INT64)
+    schema.add_field("end_ts", DataType.INT64)
+    schema.add_field("city_key", DataType.VARCHAR, max_length=200)
+    schema.add_field("dept", DataType.VARCHAR, max_length=8)
+    schema.add_field("lat", DataType.DOUBLE, nullable=True)
+    schema.add_field("lon", DataType.DOUBLE, nullable=True)
 
 
 class MilvusVectorStore:
-    """Upserts event vectors and searches them with scalar filters (Milvus boolean expressions)."""
+    """Upserts events (their chunks) and searches them with scalar filters (Milvus boolean
+    expressions).
+
+    `migrate=True` (ingest) drops collections that have the pre-chunking schema and creates
+    them anew (vectors are derived data: ingest re-embeds from the event store); otherwise
+    such a collection raises `VectorStoreSchemaError` with a one-line message.
+    """
 
     def __init__(
         self,
@@ -44,22 +98,47 @@ class MilvusVectorStore:
         dim: int,
         token: str | None = None,
         index_type: str = "FLAT",
+        chunking: Chunking | None = None,
+        migrate: bool = False,
     ) -> None:
         self._lite_path = None if "://" in uri else uri
         if self._lite_path is not None:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
         self._client = MilvusClient(uri, token=token or "")
+        self.uri = uri
         self.collection = collection
+        self.chunks_collection = collection + CHUNKS_SUFFIX
         self.dim = dim
         self.index_type = index_type
+        self.chunking = chunking or Chunking()
+        self.migrated = False
+        if self._client.has_collection(collection) and not self._has_current_schema():
+            if not migrate:
+                self.close()
+                raise VectorStoreSchemaError(
+                    f"the vector store {uri} (collection {collection!r}) has the old "
+                    "one-entity-per-event schema: run `puls reindex` (or any `puls ingest`) "
+                    "to rebuild it from the event store"
+                )
+            for name in (collection, self.chunks_collection):
+                if self._client.has_collection(name):
+                    self._client.drop_collection(name)
+            self.migrated = True
         if not self._client.has_collection(collection):
-            self._create()
-        self._client.load_collection(collection)  # a reopened collection starts released
+            self._create_events()
+        if not self._client.has_collection(self.chunks_collection):
+            self._create_chunks()
+        for name in (collection, self.chunks_collection):
+            self._client.load_collection(name)  # a reopened collection starts released
 
-    def _create(self) -> None:
+    def _has_current_schema(self) -> bool:
+        fields = {f["name"] for f in self._client.describe_collection(self.collection)["fields"]}
+        return "content_hash" in fields and "vector" not in fields
+
+    def _create_events(self) -> None:
         schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("uid", DataType.VARCHAR, is_primary=True, max_length=64)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema.add_field("content_hash", DataType.VARCHAR, max_length=96)
         schema.add_field(
             "text",
             DataType.VARCHAR,
@@ -76,16 +155,22 @@ class MilvusVectorStore:
                 output_field_names=["sparse"],
             )
         )
-        schema.add_field("start_ts", DataType.INT64)
-        schema.add_field("end_ts", DataType.INT64)
-        schema.add_field("city_key", DataType.VARCHAR, max_length=200)
-        schema.add_field("dept", DataType.VARCHAR, max_length=8)
-        schema.add_field("lat", DataType.DOUBLE, nullable=True)
-        schema.add_field("lon", DataType.DOUBLE, nullable=True)
+        _add_filter_fields(schema)
         index = self._client.prepare_index_params()
-        index.add_index("vector", metric_type="COSINE", index_type=self.index_type)
         index.add_index("sparse", metric_type="BM25", index_type="SPARSE_INVERTED_INDEX")
         self._client.create_collection(self.collection, schema=schema, index_params=index)
+
+    def _create_chunks(self) -> None:
+        schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=80)
+        schema.add_field("uid", DataType.VARCHAR, max_length=64)
+        schema.add_field("chunk", DataType.INT64)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        _add_filter_fields(schema)
+        index = self._client.prepare_index_params()
+        index.add_index("vector", metric_type="COSINE", index_type=self.index_type)
+        index.add_index("uid", index_type="INVERTED")
+        self._client.create_collection(self.chunks_collection, schema=schema, index_params=index)
 
     def close(self) -> None:
         """Close the client and, for Milvus Lite, its server: otherwise the server and its
@@ -98,16 +183,41 @@ class MilvusVectorStore:
             server_manager_instance.release_server(self._lite_path)
 
     def check_health(self) -> None:
-        """Raises if the collection cannot be read."""
+        """Raises if a collection cannot be read."""
         self._client.get_collection_stats(self.collection)
+        self._client.get_collection_stats(self.chunks_collection)
 
-    def upsert(self, events: Sequence[Event], vectors: Vectors) -> None:
-        """Write one entity per event; an existing uid is replaced."""
-        rows = [
-            {
+    def index_key(self, content_hash: str) -> str:
+        """What the event entity stores as `content_hash`: the event's content hash and the
+        chunk settings. A stored key that differs means the event must be re-embedded."""
+        return f"{content_hash}:{self.chunking.key}"
+
+    def chunk_texts(self, event: Event) -> list[str]:
+        """The texts to embed for `event`, chunk 0 first (`upsert` takes their vectors)."""
+        return event.chunk_texts(self.chunking)
+
+    def upsert(self, events: Sequence[Event], vectors: Vectors | Sequence[Vectors]) -> None:
+        """Replace each event's entities: its old chunks are deleted first (an event whose
+        description shrank keeps no stale chunk), then its chunks are written, then its
+        event entity (BM25 text and content hash) last, as the commit marker.
+
+        `vectors` holds, per event, the vectors of `chunk_texts(event)` in order (an array
+        of shape (n_chunks, dim)); a single 2-D array with one row per event writes chunk 0
+        only."""
+        if not events:
+            return
+        per_event: list[Vectors]
+        if isinstance(vectors, np.ndarray) and vectors.ndim == 2:
+            per_event = [vectors[i : i + 1] for i in range(len(vectors))]
+        else:
+            per_event = list(vectors)
+        if len(per_event) != len(events):
+            raise ValueError(f"{len(events)} events but vectors for {len(per_event)}")
+        event_rows: list[dict[str, Any]] = []
+        chunk_rows: list[dict[str, Any]] = []
+        for event, chunks in zip(events, per_event, strict=True):
+            common = {
                 "uid": event.uid,
-                "vector": vector.tolist(),
-                "text": lexical_text(event),
                 "start_ts": int(event.start.timestamp()),
                 "end_ts": int(event.end.timestamp()),
                 "city_key": fold(event.city),
@@ -115,27 +225,66 @@ class MilvusVectorStore:
                 "lat": event.lat,
                 "lon": event.lon,
             }
-            for event, vector in zip(events, vectors, strict=True)
-        ]
-        if rows:
-            self._client.upsert(self.collection, rows)
+            event_rows.append(
+                {
+                    **common,
+                    "content_hash": self.index_key(event.content_hash()),
+                    "text": lexical_text(event),
+                }
+            )
+            chunk_rows.extend(
+                {**common, "id": f"{event.uid}#{n}", "chunk": n, "vector": vector.tolist()}
+                for n, vector in enumerate(np.atleast_2d(chunks))
+            )
+        self._delete(self.chunks_collection, [e.uid for e in events])
+        self._client.upsert(self.chunks_collection, chunk_rows)
+        self._client.upsert(self.collection, event_rows)
+
+    def delete(self, uids: Sequence[str]) -> None:
+        """Remove these events and every chunk of theirs (unknown uids are ignored)."""
+        self._delete(self.collection, uids)
+        self._delete(self.chunks_collection, uids)
+
+    def _delete(self, collection: str, uids: Sequence[str]) -> None:
+        for i in range(0, len(uids), _DELETE_BATCH):
+            self._client.delete(collection, filter=uid_filter(uids[i : i + _DELETE_BATCH]))
 
     def search(self, vector: Vectors, limit: int, filter_expr: str = "") -> list[Hit]:
-        """The `limit` nearest events by cosine that satisfy `filter_expr`, best first."""
+        """The `limit` events nearest by cosine that satisfy `filter_expr`, best first.
+
+        An event scores its best chunk, a description chunk's cosine less
+        `chunking.dense_penalty`. Without a penalty Milvus groups the chunks by uid itself;
+        with one, chunks are over-fetched and grouped here.
+        """
+        penalty = self.chunking.dense_penalty
+        if penalty <= 0:
+            return self._search_dense(vector, limit, filter_expr, group=True)
+        fetch = min(limit * (1 + self.chunking.max_chunks), MILVUS_MAX_TOPK)
+        best: dict[str, Hit] = {}
+        for hit in self._search_dense(vector, fetch, filter_expr):
+            score = hit.score if hit.chunk == 0 else hit.score - penalty
+            if hit.uid not in best or score > best[hit.uid].score:
+                best[hit.uid] = Hit(hit.uid, score, hit.chunk)
+        return sorted(best.values(), key=lambda h: h.score, reverse=True)[:limit]
+
+    def _search_dense(
+        self, vector: Vectors, limit: int, filter_expr: str, group: bool = False
+    ) -> list[Hit]:
+        extra: dict[str, Any] = {"group_by_field": "uid"} if group else {}
         result = self._client.search(
-            self.collection,
+            self.chunks_collection,
             data=[vector.tolist()],
             anns_field="vector",
             limit=limit,
             filter=filter_expr,
-            output_fields=["uid"],
+            output_fields=["uid", "chunk"],
+            **extra,
         )
-        return [
-            Hit(uid=str(hit["entity"]["uid"]), score=float(hit["distance"])) for hit in result[0]
-        ]
+        return [_hit(hit) for hit in result[0]]
 
     def search_lexical(self, query: str, limit: int, filter_expr: str = "") -> list[Hit]:
-        """The `limit` best BM25 matches of `query` (folded and stemmed like the indexed text)."""
+        """The `limit` best BM25 matches of `query` (folded and stemmed like the indexed text),
+        one per event."""
         text = " ".join(terms(query))
         if not text:
             return []
@@ -148,28 +297,70 @@ class MilvusVectorStore:
             output_fields=["uid"],
             search_params={"metric_type": "BM25"},
         )
-        return [
-            Hit(uid=str(hit["entity"]["uid"]), score=float(hit["distance"])) for hit in result[0]
-        ]
+        return [_hit(hit) for hit in result[0]]
 
     def vectors(self, uids: Sequence[str], batch: int = 500) -> dict[str, list[float]]:
-        """Stored dense vectors by uid (benchmarks replicate them instead of re-embedding)."""
+        """Stored chunk-0 vectors by uid (benchmarks replicate them instead of re-embedding)."""
         found: dict[str, list[float]] = {}
         for i in range(0, len(uids), batch):
-            keys = ", ".join(f'"{u}"' for u in uids[i : i + batch])
             rows = self._client.query(
-                self.collection, filter=f"uid in [{keys}]", output_fields=["uid", "vector"]
+                self.chunks_collection,
+                filter=_and(uid_filter(uids[i : i + batch]), "chunk == 0"),
+                output_fields=["uid", "vector"],
             )
             found.update((row["uid"], list(row["vector"])) for row in rows)
         return found
 
+    def hashes(self) -> dict[str, str]:
+        """uid → stored `index_key` of every indexed event: what ingest compares against."""
+        found: dict[str, str] = {}
+        with _quiet_iterator_warning():
+            iterator = self._client.query_iterator(
+                self.collection, batch_size=5000, filter="", output_fields=["content_hash"]
+            )
+            try:
+                while batch := iterator.next():
+                    found.update((row["uid"], row["content_hash"]) for row in batch)
+            finally:
+                iterator.close()
+        return found
+
     def count(self) -> int:
-        return int(self._client.get_collection_stats(self.collection)["row_count"])
+        """Indexed events."""
+        return self._count(self.collection, 'uid != ""')
+
+    def count_entities(self) -> int:
+        """Chunk entities: every chunk of every event."""
+        return self._count(self.chunks_collection, "chunk >= 0")
+
+    def _count(self, collection: str, expr: str) -> int:
+        rows = self._client.query(collection, filter=expr, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+
+def _hit(hit: dict[str, Any]) -> Hit:
+    entity = hit["entity"]
+    return Hit(
+        uid=str(entity["uid"]), score=float(hit["distance"]), chunk=int(entity.get("chunk", 0))
+    )
+
+
+@contextmanager
+def _quiet_iterator_warning() -> Iterator[None]:
+    """Milvus Lite has no MVCC timestamp to give the query iterator, which warns about it on
+    every call and then works as documented (client-side timestamp)."""
+    logger = logging.getLogger("pymilvus.client.iterator.query_iterator")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def lexical_text(event: Event) -> str:
-    """What BM25 indexes: title twice (titles name the theme), keywords, place, the short
-    description and the opening of the long one."""
+    """What BM25 indexes, once per event: title twice (titles name the theme), keywords,
+    place, the short description and the opening of the long one."""
     raw = " ".join(
         [
             event.title,

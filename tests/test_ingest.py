@@ -1,16 +1,24 @@
-"""Ingest into real stores (e5, Milvus Lite, SQLite): counts, idempotence, merging, bad files."""
+"""Ingest into real stores (e5, Milvus Lite, SQLite): counts, idempotence, merging, bad files,
+chunks, self-healing vectors, near-duplicates across runs, migrating an old vector store."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
+from pymilvus import MilvusClient
+from sqlalchemy import select
 
 from ingest.pipeline import ingest_paths
+from ingest.staging import StagingStore
+from ingest.staging import events as stg_events
 from retrieval import RetrievalSettings, Retriever, close_retriever, open_retriever
 from tests.conftest import DATA, puls_env, run_puls
+from tests.test_vector_store import create_old_schema_collection
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +111,95 @@ def test_cli_json_report_and_one_line_errors(tmp_path: Path, records: list[dict]
 
     bad_now = run_puls("search", "jazz", "--now", "demain", env=env, check=False)
     assert bad_now.returncode == 2 and "--now" in bad_now.stderr
+
+
+def test_long_descriptions_are_chunked_and_new_chunk_settings_reembed_once(
+    retriever: Retriever, records: list[dict], tmp_path: Path
+) -> None:
+    path = ods_slice(tmp_path / "a.json", records[:12])
+    first = ingest(retriever, path)
+    vectors = retriever.vectors
+    events = retriever.events.get(list(retriever.events.hashes()))
+    expected = sum(len(vectors.chunk_texts(e)) for e in events.values())
+    assert vectors.count() == len(events) == first.inserted
+    assert vectors.count_entities() == expected == first.chunks_embedded > len(events)
+
+    vectors.chunking = replace(vectors.chunking, max_chunks=0)  # e.g. PULS_CHUNK_MAX=0
+    rechunked = ingest(retriever, path)
+    assert (rechunked.inserted, rechunked.updated) == (0, 0)
+    assert rechunked.reindexed == rechunked.unchanged == len(events)
+    assert vectors.count_entities() == vectors.count() == len(events)
+    assert ingest(retriever, path).reindexed == 0
+
+
+def test_a_lost_vector_store_heals_from_the_event_store(
+    retriever: Retriever, records: list[dict], tmp_path: Path
+) -> None:
+    ingest(retriever, ods_slice(tmp_path / "a.json", records[:6]))
+    lost = sorted(retriever.events.hashes())[:2]
+    retriever.vectors.delete(lost)
+    other = ingest(retriever, ods_slice(tmp_path / "b.json", records[6:8]))
+    assert other.inserted == 2 and other.reindexed == 2  # stored events, not in this run
+    assert retriever.vectors.count() == retriever.events.count() == 8
+    assert set(lost) <= set(retriever.vectors.hashes())
+
+
+def test_an_indexed_event_that_becomes_a_near_duplicate_leaves_the_index(
+    retriever: Retriever, records: list[dict], tmp_path: Path
+) -> None:
+    url = RetrievalSettings(data_dir=tmp_path / "store").resolved_database_url()
+    staging = StagingStore(url)
+    run = partial(ingest_paths, embedder=retriever.embedder, vectors=retriever.vectors,
+                  store=retriever.events, progress=False, staging=staging)  # fmt: skip
+    base, other = records[0], records[1]
+    first = run([ods_slice(tmp_path / "a.json", [base, other])])
+    assert first.inserted == 2
+
+    # another source, a later run: the same event under a smaller uid
+    twin = {**base, "uid": "00000001", "title_fr": base["title_fr"].upper()}
+    second = run([ods_slice(tmp_path / "b.json", [twin])])
+    assert (second.inserted, second.duplicates_removed) == (1, 1)
+    assert set(retriever.events.hashes()) == set(retriever.vectors.hashes()) == {
+        "00000001", other["uid"]}  # fmt: skip
+    assert staged_duplicate_of(staging, base["uid"]) == "00000001"
+
+    # its own source again: still linked, never indexed twice
+    third = run([ods_slice(tmp_path / "a.json", [base, other])])
+    assert (third.near_duplicates, third.inserted, third.duplicates_removed) == (1, 0, 0)
+    assert retriever.vectors.count() == retriever.events.count() == 2
+
+    # an update that turns an indexed event into a near-duplicate (same uid, newer record)
+    same_place_and_time = ("title_fr", "location_name", "location_address", "location_city",
+                           "firstdate_begin", "lastdate_end")  # fmt: skip
+    moved = {**other, **{k: base[k] for k in same_place_and_time},
+             "updatedat": "2030-01-01T00:00:00+00:00"}  # fmt: skip
+    fourth = run([ods_slice(tmp_path / "c.json", [moved])])
+    assert fourth.near_duplicates == 1 and fourth.duplicates_removed == 1
+    assert set(retriever.events.hashes()) == set(retriever.vectors.hashes()) == {"00000001"}
+    staging.close()
+
+
+def staged_duplicate_of(staging: StagingStore, uid: str) -> str | None:
+    with staging.engine.connect() as conn:
+        return conn.scalar(select(stg_events.c.duplicate_of).where(stg_events.c.uid == uid))
+
+
+def test_cli_reindex_migrates_an_old_schema_store(tmp_path: Path, records: list[dict]) -> None:
+    data_dir = tmp_path / "store"
+    env = puls_env(data_dir)
+    run_puls("ingest", str(ods_slice(tmp_path / "a.json", records[:3])), "--json", env=env)
+    client = MilvusClient(str(data_dir / "milvus.db"))
+    client.drop_collection("puls_events")
+    client.close()
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(str(data_dir / "milvus.db"))
+    create_old_schema_collection(str(data_dir / "milvus.db"), "puls_events")
+    refused = run_puls("search", "concert", env=env, check=False)
+    assert refused.returncode == 1 and "puls reindex" in refused.stderr
+
+    report = json.loads(run_puls("reindex", "--json", env=env).stdout)
+    assert report["vector_store_migrated"] and report["reindexed"] == 3
+    assert (report["inserted"], report["updated"]) == (0, 0)
+    assert run_puls("search", "concert", "--json", env=env).returncode == 0
+    assert json.loads(run_puls("reindex", "--json", env=env).stdout)["reindexed"] == 0

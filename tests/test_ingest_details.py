@@ -12,7 +12,13 @@ from ingest.details import event_details, parse_accessibility, parse_registratio
 from ingest.geocode import french_gazetteer
 from ingest.mapping import shipped_mappings
 from ingest.normalise import detail_fields, to_event
-from ingest.pipeline import IngestReport, Staged, _Reader, link_near_duplicates
+from ingest.pipeline import (
+    IngestReport,
+    Staged,
+    _Reader,
+    link_near_duplicates,
+    near_duplicate_key,
+)
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.unit
@@ -88,10 +94,27 @@ def test_near_duplicates_link_to_the_smallest_uid_whatever_the_order(
     for rows in ([base, copy], [copy, base]):
         reader = _Reader(IngestReport(), None)
         reader.accept_rows("x.json", list(enumerate(rows, 1)), ODS)
-        linked.append(link_near_duplicates(reader.staged))
+        linked.append(link_near_duplicates(reader.staged)[0])
     for result in linked:
         assert result["00000001"].duplicate_of is None
         assert result[base["uid"]].duplicate_of == "00000001"
+
+
+def test_near_duplicates_compete_with_events_stored_by_earlier_runs(
+    ods_records: list[dict],
+) -> None:
+    base = ods_records[0]
+    reader = _Reader(IngestReport(), None)
+    reader.accept_rows("x.json", [(1, base)], ODS)
+    event = reader.staged[base["uid"]].event
+    key = near_duplicate_key(event.title.upper(), event.venue, event.address, event.city,
+                             event.start.astimezone(ZoneInfo("UTC")))  # fmt: skip
+    # a stored event with a smaller uid wins: the staged one is not indexed
+    linked, losers = link_near_duplicates(reader.staged, {"00000001": key})
+    assert linked[base["uid"]].duplicate_of == "00000001" and losers == {}
+    # a stored event with a larger uid loses: it must leave the index
+    linked, losers = link_near_duplicates(reader.staged, {"zzz": key, base["uid"]: key})
+    assert linked[base["uid"]].duplicate_of is None and losers == {"zzz": base["uid"]}
 
 
 def test_to_event_without_gazetteer_keeps_no_coordinates() -> None:

@@ -1,7 +1,8 @@
 """The OpenAgenda API client against a loopback HTTP server replaying API-shaped pages.
 
 The real API cannot be reached from here; the server below speaks its protocol (`after[]`
-cursor, `updatedAt[gte]`, `key` header, 429 with Retry-After) over real HTTP.
+cursor, `updatedAt[gte]`, `key` header, 429 with Retry-After) over real HTTP. Incremental runs
+start from the agenda's stored watermark (the newest `updatedAt` ingested).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ingest.openagenda_api import (
     OpenAgendaUnavailable,
     to_ods_row,
 )
+from ingest.staging import StagingStore
 from tests.conftest import puls_env, run_puls
 
 pytestmark = pytest.mark.unit
@@ -181,7 +183,9 @@ def test_cli_ingests_an_agenda_and_a_rerun_writes_nothing(
     assert first["inserted"] > 0
     again = json.loads(run_puls(*args, env=env).stdout)
     assert (again["inserted"], again["updated"]) == (0, 0)
-    assert again["unchanged"] == first["inserted"]
+    assert again["read"] == again["unchanged"] == 1  # from the watermark: the newest again
+    whole = json.loads(run_puls(*args, "--full", env=env).stdout)
+    assert (whole["inserted"], whole["updated"], whole["unchanged"]) == (0, 0, first["inserted"])
 
     refused = run_puls(
         "ingest-api", "42", "--key", "wrong", "--base-url", base, env=env, check=False
@@ -190,3 +194,54 @@ def test_cli_ingests_an_agenda_and_a_rerun_writes_nothing(
     assert refused.stderr.startswith("puls: error:") and len(refused.stderr.splitlines()) == 1
     no_key = run_puls("ingest-api", "42", "--base-url", base, env=env, check=False)
     assert no_key.returncode == 2 and "PULS_INGEST_OPENAGENDA_KEY" in no_key.stderr
+
+
+@pytest.mark.integration
+def test_a_second_run_starts_from_the_stored_watermark(
+    agenda: tuple[Agenda, str], tmp_path: Path
+) -> None:
+    state, base = agenda
+    env = puls_env(tmp_path / "store")
+    args = ("ingest-api", "42", "--key", KEY, "--base-url", base, "--json")
+    first = json.loads(run_puls(*args, env=env).stdout)
+    newest = (START + timedelta(minutes=9)).isoformat()
+    assert first["since"] is None and first["watermark"] == newest
+    assert first["read"] == 10 and len(state.seen) == 3  # three pages of 4
+
+    # two new events and one edited since: the next run asks from the watermark only
+    edited = {**api_event(2), "title": {"fr": "Concert 2 (complet)"},
+              "updatedAt": (START + timedelta(minutes=30)).isoformat()}  # fmt: skip
+    state.events = [e for e in state.events if e["uid"] != 1002]
+    state.events += [api_event(10), api_event(11), edited]
+    state.seen.clear()
+    second = json.loads(run_puls(*args, env=env).stdout)
+    assert [q["updatedAt[gte]"] for q in state.seen] == [[newest]]
+    assert second["since"] == newest and second["read"] == 4  # 1009 again (gte), 1010, 1011, 1002
+    assert (second["inserted"], second["updated"], second["unchanged"]) == (2, 1, 1)
+    assert second["watermark"] == edited["updatedAt"]
+
+    # an explicit older --since re-reads more but never moves the watermark back
+    state.seen.clear()
+    older = run_puls(*args, "--since", START.isoformat(), env=env)
+    assert json.loads(older.stdout)["watermark"] == edited["updatedAt"]
+    assert state.seen[0]["updatedAt[gte]"] == [START.isoformat()]
+    state.seen.clear()
+    full = json.loads(run_puls(*args, "--full", env=env).stdout)
+    assert "updatedAt[gte]" not in state.seen[0] and full["read"] == 12
+    assert (full["inserted"], full["updated"]) == (0, 0)
+
+
+@pytest.mark.integration
+def test_watermark_is_stored_per_agenda_on_sqlite_and_postgresql(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    for url in (f"sqlite:///{tmp_path / 'puls.db'}", request.getfixturevalue("postgres_url")):
+        staging = StagingStore(url)
+        try:
+            assert staging.watermark("42") is None
+            later = START + timedelta(days=1)
+            assert staging.advance_watermark("42", later) == later
+            assert staging.advance_watermark("42", START) == later  # never backwards
+            assert staging.watermark("42") == later and staging.watermark("7") is None
+        finally:
+            staging.close()
