@@ -196,13 +196,15 @@ def reindex(
 
 
 def _open_retriever(settings: Settings) -> Retriever:
-    """The retriever, or a one-line error when its vector store needs rebuilding."""
+    """The retriever, or a one-line error when its vector store needs rebuilding or a
+    backend setting lacks its model."""
     from retrieval import open_retriever
+    from retrieval.build import ConfigError
     from retrieval.vector_store import VectorStoreSchemaError
 
     try:
         return open_retriever(settings.retrieval)
-    except VectorStoreSchemaError as exc:
+    except (VectorStoreSchemaError, ConfigError) as exc:
         _fail(str(exc))
         raise  # unreachable: _fail exits
 

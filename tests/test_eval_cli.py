@@ -67,3 +67,11 @@ def test_eval_rejects_a_bad_file_in_one_line(ingested: Path, tmp_path: Path) -> 
     assert result.returncode == 2
     assert result.stderr.strip().startswith("puls: error:") and "line 1" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_backend_without_its_model_is_one_line(tmp_path: Path) -> None:
+    env = puls_env(tmp_path, PULS_RERANKER="cross-encoder")
+    result = run_puls("search", "concert", env=env, check=False)
+    assert result.returncode != 0
+    message = "puls: error: PULS_RERANKER=cross-encoder needs PULS_RERANKER_MODEL"
+    assert result.stderr.strip() == message
