@@ -14,6 +14,9 @@ candidate gets a weighted score (weights in `RetrievalSettings`, documented ther
 An event is "on theme" when it matches a theme word lexically (BM25 hit or title match);
 when fewer than `min_results` are on theme the search relaxes, in this order: widen the
 radius, widen the time window, drop the theme, and says which relaxation it applied.
+
+With `PULS_PARSE_REFINER=llm` an LLM fills what the deterministic parse missed before the
+search (retrieval/refine.py); without it, or when it fails, the parse is used as it is.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from retrieval.event_store import EventStore
 from retrieval.geo import GeoIndex, HaversineGeoIndex
 from retrieval.query import Near, ParsedQuery, Window, parse_query
 from retrieval.records import Event
+from retrieval.refine import ParseRefiner
 from retrieval.rerank import (
     FeatureReranker,
     Reranker,
@@ -163,8 +167,10 @@ class Retriever:
         events: EventStore,
         reranker: Reranker | None = None,
         geo: GeoIndex | None = None,
+        refiner: ParseRefiner | None = None,
     ) -> None:
         self.settings = settings
+        self.refiner = refiner
         self.embedder = embedder
         self.vectors = vectors
         self.events = events
@@ -229,6 +235,8 @@ class Retriever:
         `mode` "dense" or "bm25" runs one candidate source alone (the evaluation baselines).
         """
         parsed = self.parse(text, now, location)
+        if self.refiner is not None:
+            parsed = self.refiner.refine(parsed, self.cities())
         vector = self.query_vector(text) if mode != "bm25" else None
         limit = top_k or self.settings.top_k
         enough = min(self.settings.min_results, limit)

@@ -103,6 +103,30 @@ class RetrievalSettings(BaseSettings):
         None, description="Cross-encoder: a local directory or a hub id (BAAI/bge-reranker-v2-m3)."
     )
     reranker_device: str | None = Field(None, description="Cross-encoder device (cuda, cpu).")
+    parse_refiner: Literal["none", "llm"] = Field(
+        "none",
+        description="none: the deterministic parser alone (default, and the fallback). llm: an "
+        "OpenAI-compatible server fills what it missed (themes, a period, a city; "
+        "retrieval/refine.py), e.g. Llama 3.1 on vLLM in the gpu profile.",
+    )
+    parse_refiner_url: str | None = Field(
+        None, description="Parse refiner: OpenAI-compatible base URL, e.g. http://vllm:8000/v1."
+    )
+    parse_refiner_model: str = Field(
+        "meta-llama/Llama-3.1-8B-Instruct", description="Parse refiner: the model served there."
+    )
+    parse_refiner_api_key: str | None = Field(None, description="Parse refiner: bearer token.")
+    parse_refiner_timeout_s: float = Field(
+        3.0, gt=0, description="Parse refiner: past this the deterministic parse is used."
+    )
+    parse_refiner_response_format: Literal["json_schema", "json_object"] = Field(
+        "json_schema",
+        description="Parse refiner: how the schema is sent. json_schema: OpenAI's shape (vLLM, "
+        "llama.cpp's llama-server); json_object: JSON mode plus `schema` (llama-cpp-python).",
+    )
+    parse_refiner_max_terms: int = Field(
+        4, ge=0, le=10, description="Parse refiner: theme words it may add at most."
+    )
 
     chunk_words: int = Field(
         120, ge=10, le=300, description="Words per long-description chunk (docs/adr/0003)."

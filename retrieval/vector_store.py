@@ -60,6 +60,37 @@ class VectorStoreSchemaError(RuntimeError):
     """The collections were built by an older Puls; the message says how to rebuild them."""
 
 
+def _old_schema(uri: str, collection: str) -> VectorStoreSchemaError:
+    return VectorStoreSchemaError(
+        f"the vector store {uri} (collection {collection!r}) has the old "
+        "one-entity-per-event schema: run `puls reindex` (or any `puls ingest`) "
+        "to rebuild it from the event store"
+    )
+
+
+def _has_current_schema(client: MilvusClient, collection: str) -> bool:
+    fields = {f["name"] for f in client.describe_collection(collection)["fields"]}
+    return "content_hash" in fields and "vector" not in fields
+
+
+def check_schema(uri: str, collection: str, token: str | None = None) -> None:
+    """Raise `VectorStoreSchemaError` when `collection` was built by an older Puls. Creates
+    nothing and needs no embedder: `puls serve` checks before starting its workers."""
+    lite = "://" not in uri
+    if lite and not Path(uri).exists():
+        return  # nothing built yet: the first ingest creates the current schema
+    client = MilvusClient(uri, token=token or "")
+    try:
+        if client.has_collection(collection) and not _has_current_schema(client, collection):
+            raise _old_schema(uri, collection)
+    finally:
+        client.close()
+        if lite:
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(uri)
+
+
 def _literal(value: str) -> str:
     """A Milvus expression string literal (double-quoted, escaped)."""
     return json.dumps(value, ensure_ascii=False)
@@ -112,14 +143,12 @@ class MilvusVectorStore:
         self.index_type = index_type
         self.chunking = chunking or Chunking()
         self.migrated = False
-        if self._client.has_collection(collection) and not self._has_current_schema():
+        if self._client.has_collection(collection) and not _has_current_schema(
+            self._client, collection
+        ):
             if not migrate:
                 self.close()
-                raise VectorStoreSchemaError(
-                    f"the vector store {uri} (collection {collection!r}) has the old "
-                    "one-entity-per-event schema: run `puls reindex` (or any `puls ingest`) "
-                    "to rebuild it from the event store"
-                )
+                raise _old_schema(uri, collection)
             for name in (collection, self.chunks_collection):
                 if self._client.has_collection(name):
                     self._client.drop_collection(name)
@@ -130,10 +159,6 @@ class MilvusVectorStore:
             self._create_chunks()
         for name in (collection, self.chunks_collection):
             self._client.load_collection(name)  # a reopened collection starts released
-
-    def _has_current_schema(self) -> bool:
-        fields = {f["name"] for f in self._client.describe_collection(self.collection)["fields"]}
-        return "content_hash" in fields and "vector" not in fields
 
     def _create_events(self) -> None:
         schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)

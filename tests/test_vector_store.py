@@ -153,11 +153,13 @@ def test_an_old_schema_store_is_a_one_line_error_or_is_rebuilt(tmp_path: Path) -
     again.close()
 
 
-def test_cli_search_on_an_old_schema_store_says_what_to_do(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [("search", "jazz"), ("serve", "--no-ray"), ("serve",)])
+def test_cli_on_an_old_schema_store_says_what_to_do(tmp_path: Path, command: tuple) -> None:
+    """`serve` checks before it starts its workers (on Ray, one traceback per replica)."""
     data_dir = tmp_path / "store"
     data_dir.mkdir()
     create_old_schema_collection(str(data_dir / "milvus.db"), "puls_events")
-    result = run_puls("search", "jazz", env=puls_env(data_dir), check=False)
+    result = run_puls(*command, env=puls_env(data_dir), check=False, timeout=120)
     assert result.returncode == 1
     assert result.stderr.startswith("puls: error:") and len(result.stderr.splitlines()) == 1
     assert "puls reindex" in result.stderr and "Traceback" not in result.stderr
