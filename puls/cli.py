@@ -209,6 +209,18 @@ def _open_retriever(settings: Settings) -> Retriever:
         raise  # unreachable: _fail exits
 
 
+def _check_stores(settings: Settings) -> None:
+    """One line and exit when the workers could only fail (an old vector store, a backend
+    without its model), instead of a traceback per worker."""
+    from retrieval.build import ConfigError, check_stores
+    from retrieval.vector_store import VectorStoreSchemaError
+
+    try:
+        check_stores(settings.retrieval)
+    except (VectorStoreSchemaError, ConfigError) as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def search(
     text: Annotated[str, typer.Argument(help="A French request, e.g. 'concert de jazz à Paris'.")],
@@ -329,14 +341,19 @@ def serve(
 ) -> None:
     """Run the OpenAI-compatible API: on Ray Serve by default, in one process with --no-ray."""
     settings = load_settings()
+    _check_stores(settings)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     bind_host, bind_port = host or settings.serving.host, port or settings.serving.port
     if ray:
+        from retrieval.build import ConfigError
         from serving.deployments import run
 
-        run(settings, bind_host, bind_port)
+        try:
+            run(settings, bind_host, bind_port)
+        except ConfigError as exc:  # raised before Ray starts
+            _fail(str(exc))
         return
     import uvicorn
 

@@ -1,16 +1,20 @@
 """The Ray Serve application graph, defined once: an `Ingress` deployment serving the FastAPI
-app, an `LLM` deployment owning the engine and, when configured, an `Embedder` deployment
-owning the embedding model, each reached through a `DeploymentHandle`.
+app, an `LLM` deployment owning the engine and, when configured, `Embedder` and `Reranker`
+deployments owning those models, each reached through a `DeploymentHandle`.
 
     HTTP ──▶ Ingress (FastAPI: OpenAI API, retrieval, guardrails) ──handle──▶ LLM (engine)
-                                                                  └─handle──▶ Embedder (optional)
+                                                                  ├─handle──▶ Embedder (optional)
+                                                                  └─handle──▶ Reranker (optional)
 
 Retrieval (Milvus search, ranking) stays in the ingress: with Milvus Lite one process must
 own the data dir, so the embedded profile runs one ingress replica; with a Milvus server the
 ingress scales. The model-bound parts take their resources (`num_gpus` in the gpu profile)
-from settings. On this CPU machine the embedder stays in the ingress by default (a handle hop
-costs more than it saves); the gpu profile moves it out (`PULS_RAY_EMBEDDER_DEPLOYMENT`). The
-same `create_app` runs without Ray for development (`puls serve --no-ray`).
+from settings. On this CPU machine the embedder and the feature reranker stay in the ingress
+(a handle hop costs more than it saves); the gpu profile moves the models out
+(`PULS_RAY_EMBEDDER_DEPLOYMENT`, `PULS_RAY_RERANKER_DEPLOYMENT`). The Reranker deployment only
+scores (query, passage) pairs with the cross-encoder; place, time and job features stay in
+the ingress, which has the candidates. The same `create_app` runs without Ray for development
+(`puls serve --no-ray`).
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from puls.settings import Settings, load_settings
 from retrieval import RetrievalSettings, Retriever, open_retriever
-from retrieval.build import open_embedder
+from retrieval.build import ConfigError, open_embedder
 from retrieval.embedder import Vectors
+from retrieval.rerank import CrossEncoderReranker
 from serving.app import create_app
 from serving.llm import LLM, build_large_llm, build_llm
 from serving.llm.protocol import Chunk, SamplingParams
@@ -35,6 +40,7 @@ from serving.settings import ServingSettings
 APP_NAME = "puls"
 LLM_DEPLOYMENT = "LLM"
 EMBEDDER_DEPLOYMENT = "Embedder"
+RERANKER_DEPLOYMENT = "Reranker"
 
 
 @serve.deployment(name=LLM_DEPLOYMENT)
@@ -120,12 +126,51 @@ class ServeEmbedder:
         return vectors
 
 
+@serve.deployment(name=RERANKER_DEPLOYMENT)
+class RerankerDeployment:
+    """Owns the cross-encoder (e.g. BAAI/bge-reranker-v2-m3 on a GPU) and scores pairs."""
+
+    def __init__(self, settings: RetrievalSettings) -> None:
+        from sentence_transformers import CrossEncoder
+
+        check_reranker_deployment(settings)
+        self.model = CrossEncoder(settings.reranker_model, device=settings.reranker_device)
+
+    def predict(self, pairs: list[tuple[str, str]]) -> list[float]:
+        return [float(score) for score in self.model.predict(pairs)]
+
+
+class ServeCrossEncoder:
+    """A cross-encoder's `predict` over a handle to `RerankerDeployment`: what
+    `CrossEncoderReranker` needs as its model. Blocking, like `ServeEmbedder`."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self._handle = handle
+
+    def predict(self, pairs: list[tuple[str, str]]) -> list[float]:
+        scores: list[float] = self._handle.predict.remote(list(pairs)).result()
+        return scores
+
+
+def check_reranker_deployment(settings: RetrievalSettings) -> None:
+    """A Reranker deployment hosts a cross-encoder: the feature reranker has no model."""
+    if settings.reranker != "cross-encoder" or not settings.reranker_model:
+        raise ConfigError(
+            "PULS_RAY_RERANKER_DEPLOYMENT needs PULS_RERANKER=cross-encoder and PULS_RERANKER_MODEL"
+        )
+
+
 def serve_retriever(settings: Settings) -> Retriever:
-    """The ingress's retriever: its query embedder is the Embedder deployment when there is one."""
-    if not settings.serving.ray_embedder_deployment:
-        return open_retriever(settings.retrieval)
-    handle = serve.get_deployment_handle(EMBEDDER_DEPLOYMENT, app_name=APP_NAME)
-    return open_retriever(settings.retrieval, embedder=ServeEmbedder(handle))
+    """The ingress's retriever: its query embedder and its cross-encoder are the Embedder and
+    Reranker deployments when there are such."""
+    embedder, reranker = None, None
+    if settings.serving.ray_embedder_deployment:
+        handle = serve.get_deployment_handle(EMBEDDER_DEPLOYMENT, app_name=APP_NAME)
+        embedder = ServeEmbedder(handle)
+    if settings.serving.ray_reranker_deployment:
+        handle = serve.get_deployment_handle(RERANKER_DEPLOYMENT, app_name=APP_NAME)
+        reranker = CrossEncoderReranker(ServeCrossEncoder(handle), settings.retrieval)
+    return open_retriever(settings.retrieval, embedder=embedder, reranker=reranker)
 
 
 def serve_engines(settings: ServingSettings) -> dict[str, LLM]:
@@ -152,9 +197,15 @@ class Ingress:
     """The HTTP entry point; the handles are bound so the graph deploys those deployments too
     (the app reaches them by name, see `serve_engines` and `serve_retriever`)."""
 
-    def __init__(self, llm: DeploymentHandle, embedder: DeploymentHandle | None = None) -> None:
+    def __init__(
+        self,
+        llm: DeploymentHandle,
+        embedder: DeploymentHandle | None = None,
+        reranker: DeploymentHandle | None = None,
+    ) -> None:
         self.llm = llm
         self.embedder = embedder
+        self.reranker = reranker
 
 
 def llm_options(settings: ServingSettings) -> dict[str, Any]:
@@ -169,15 +220,19 @@ def llm_options(settings: ServingSettings) -> dict[str, Any]:
     }
 
 
-def embedder_options(settings: ServingSettings) -> dict[str, Any]:
+def _model_options(replicas: int, num_cpus: float, num_gpus: float) -> dict[str, Any]:
+    return {"num_replicas": replicas,
+            "ray_actor_options": {"num_cpus": num_cpus, "num_gpus": num_gpus}}  # fmt: skip
+
+
+def embedder_options(s: ServingSettings) -> dict[str, Any]:
     """Replicas and per-replica resources of the Embedder deployment."""
-    return {
-        "num_replicas": settings.ray_embedder_replicas,
-        "ray_actor_options": {
-            "num_cpus": settings.ray_embedder_num_cpus,
-            "num_gpus": settings.ray_embedder_num_gpus,
-        },
-    }
+    return _model_options(s.ray_embedder_replicas, s.ray_embedder_num_cpus, s.ray_embedder_num_gpus)
+
+
+def reranker_options(s: ServingSettings) -> dict[str, Any]:
+    """Replicas and per-replica resources of the Reranker deployment."""
+    return _model_options(s.ray_reranker_replicas, s.ray_reranker_num_cpus, s.ray_reranker_num_gpus)
 
 
 def ingress_options(settings: ServingSettings) -> dict[str, Any]:
@@ -196,14 +251,17 @@ def ingress_options(settings: ServingSettings) -> dict[str, Any]:
 
 def build_app(settings: Settings) -> serve.Application:
     """The whole graph with per-deployment resources from settings (the same graph runs in
-    Serve's local testing mode, in a local Ray cluster, or on KubeRay)."""
-    s = settings.serving
+    Serve's local testing mode, in a local Ray cluster, or on KubeRay). Raises
+    `ConfigError` for a Reranker deployment without a cross-encoder."""
+    s, r = settings.serving, settings.retrieval
     llm = LLMDeployment.options(**llm_options(s)).bind(s)  # type: ignore[attr-defined]
-    embedder = None
+    embedder, reranker = None, None
     if s.ray_embedder_deployment:
-        options = embedder_options(s)
-        embedder = EmbedderDeployment.options(**options).bind(settings.retrieval)  # type: ignore[attr-defined]
-    return Ingress.options(**ingress_options(s)).bind(llm, embedder)  # type: ignore[attr-defined]
+        embedder = EmbedderDeployment.options(**embedder_options(s)).bind(r)  # type: ignore[attr-defined]
+    if s.ray_reranker_deployment:
+        check_reranker_deployment(r)
+        reranker = RerankerDeployment.options(**reranker_options(s)).bind(r)  # type: ignore[attr-defined]
+    return Ingress.options(**ingress_options(s)).bind(llm, embedder, reranker)  # type: ignore[attr-defined]
 
 
 def run(settings: Settings, host: str, port: int) -> None:
@@ -218,9 +276,10 @@ def run(settings: Settings, host: str, port: int) -> None:
     # Replicas read their settings from the environment; paths must not depend on their cwd.
     env = {k: v for k, v in os.environ.items() if k.startswith("PULS_") or k == "HF_HUB_OFFLINE"}
     env["PULS_DATA_DIR"] = str(settings.retrieval.data_dir.resolve())
+    app = build_app(settings)  # a ConfigError before Ray starts
     ray.init(include_dashboard=False, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
     serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(settings), name=APP_NAME, route_prefix="/", blocking=False)
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -50,6 +50,18 @@ class ServingSettings(BaseSettings):
     ray_embedder_num_gpus: float = Field(
         0.0, ge=0, description="Ray Serve: GPUs per Embedder replica (a fraction shares one)."
     )
+    ray_reranker_deployment: bool = Field(
+        False,
+        description="Ray Serve: score (query, event) pairs in a `Reranker` deployment of its "
+        "own (the gpu profile: a cross-encoder on a GPU); needs PULS_RERANKER=cross-encoder.",
+    )
+    ray_reranker_replicas: int = Field(1, ge=1, description="Ray Serve: Reranker replicas.")
+    ray_reranker_num_cpus: float = Field(
+        1.0, ge=0, description="Ray Serve: CPUs reserved per Reranker replica."
+    )
+    ray_reranker_num_gpus: float = Field(
+        0.0, ge=0, description="Ray Serve: GPUs per Reranker replica (a fraction shares one)."
+    )
     port: int = Field(8080, ge=1, le=65535, description="Port `puls serve` binds.")
     served_model_name: str = Field("puls", description="The `model` clients ask for.")
     llm_url: str | None = Field(

@@ -61,11 +61,12 @@ def write_slice(target: Path) -> list[Path]:
 
 
 def run_puls(
-    *args: str, env: dict[str, str], check: bool = True
+    *args: str, env: dict[str, str], check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*PULS, *args], env=env, capture_output=True, text=True, timeout=600, check=check, cwd=REPO
-    )
+        [*PULS, *args], env=env, capture_output=True, text=True, timeout=timeout, check=check,
+        cwd=REPO,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -92,15 +93,18 @@ def ingested_uids(sample_files: list[Path]) -> set[str]:
 
 
 class RemoteServer:
-    """`puls serve` in its own process on a free port, ready when /readyz is 200."""
+    """`puls serve` (or another serving command, e.g. `demo`) in its own process on a free
+    port, ready when /readyz is 200."""
 
-    def __init__(self, env: dict[str, str], ray: bool = False) -> None:
+    def __init__(
+        self, env: dict[str, str], ray: bool = False, command: tuple[str, ...] = ("serve",)
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks it.
         self.log = tempfile.NamedTemporaryFile(prefix="puls-serve-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
-            [*PULS, "serve", "--port", str(self.port), "--ray" if ray else "--no-ray"],
+            [*PULS, *command, "--port", str(self.port), "--ray" if ray else "--no-ray"],
             env=env,
             cwd=REPO,
             stdout=self.log,
@@ -114,7 +118,7 @@ class RemoteServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 output = Path(self.log.name).read_text(errors="replace")[-5000:]
-                raise RuntimeError(f"puls serve exited with {self.process.returncode}:\n{output}")
+                raise RuntimeError(f"puls exited with {self.process.returncode}:\n{output}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return
@@ -122,7 +126,7 @@ class RemoteServer:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise TimeoutError(f"puls serve not ready after {SERVER_START_TIMEOUT_S} s")
+        raise TimeoutError(f"puls not ready after {SERVER_START_TIMEOUT_S} s")
 
     def stop(self) -> None:
         """SIGTERM the server's process group (graceful drain), SIGKILL it after 60 s."""
@@ -165,3 +169,11 @@ def postgres_url() -> Iterator[str]:
     create_database(name)
     yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-layer BERT cross-encoder with random weights (tests/tiny_models.py)."""
+    from tests.tiny_models import save_tiny_bert
+
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-cross-encoder"), 16, num_labels=1)

@@ -1,10 +1,10 @@
 """The cross-encoder reranker's plumbing, with a tiny BERT cross-encoder built here.
 
 The gpu profile loads a real reranker (e.g. BAAI/bge-reranker-v2-m3) from a local
-directory; no such model can be downloaded here, so this test builds a 1-layer BERT with
-random weights, saves it like a hub checkpoint and loads it through sentence-transformers'
-`CrossEncoder` from that directory. It checks the wiring (pairs in, scores out, ordering,
-context features), not ranking quality.
+directory; no such model can be downloaded here, so the `tiny_cross_encoder` fixture
+(tests/tiny_models.py) builds a 1-layer BERT with random weights, loaded through
+sentence-transformers' `CrossEncoder`. It checks the wiring (pairs in, scores out,
+ordering, context features), not ranking quality.
 """
 
 from __future__ import annotations
@@ -23,27 +23,6 @@ from retrieval.settings import RetrievalSettings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2025, 6, 4, 15, 30, tzinfo=PARIS)
-WORDS = "concert jazz atelier poterie paris expo orgue de a le la".split()
-
-
-@pytest.fixture(scope="module")
-def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    directory = tmp_path_factory.mktemp("tiny-cross-encoder")
-    vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]), "utf-8")
-    BertTokenizer(str(vocab)).save_pretrained(directory)
-    config = BertConfig(
-        vocab_size=len(WORDS) + 5,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_labels=1,
-    )
-    BertForSequenceClassification(config).save_pretrained(directory)
-    return directory
 
 
 def candidate(uid: str, title: str, distance: float = 1.0) -> ScoredEvent:

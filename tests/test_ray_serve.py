@@ -14,19 +14,26 @@ from ray import serve
 from ingest.settings import IngestSettings
 from puls.settings import Settings
 from retrieval import RetrievalSettings
+from retrieval.build import ConfigError
 from retrieval.embedder import E5Embedder
+from retrieval.query import parse_query
+from retrieval.rerank import CrossEncoderReranker
 from serving.deployments import (
     EmbedderDeployment,
     LLMDeployment,
+    RerankerDeployment,
+    ServeCrossEncoder,
     ServeEmbedder,
     ServeLLM,
     build_app,
     embedder_options,
     ingress_options,
     llm_options,
+    reranker_options,
 )
 from serving.settings import ServingSettings
-from tests.conftest import RemoteServer, ingested_uids, puls_env
+from tests.conftest import RemoteServer, ingested_uids, puls_env, run_puls
+from tests.test_cross_encoder import NOW, candidate
 from tests.test_llm_engines import check_contract
 
 pytestmark = pytest.mark.integration
@@ -64,6 +71,49 @@ def test_the_embedder_gets_a_deployment_of_its_own_when_configured() -> None:
     }
     settings = Settings(retrieval=RetrievalSettings(), ingest=IngestSettings(), serving=gpu)
     assert isinstance(build_app(settings), serve.Application)
+
+
+@pytest.mark.unit
+def test_the_reranker_gets_a_deployment_of_its_own_only_with_a_cross_encoder() -> None:
+    gpu = ServingSettings(ray_reranker_deployment=True, ray_reranker_num_gpus=0.5)
+    assert reranker_options(gpu) == {
+        "num_replicas": 1,
+        "ray_actor_options": {"num_cpus": 1.0, "num_gpus": 0.5},
+    }
+    cross = RetrievalSettings(reranker="cross-encoder", reranker_model="BAAI/bge-reranker-v2-m3")
+    settings = Settings(retrieval=cross, ingest=IngestSettings(), serving=gpu)
+    assert isinstance(build_app(settings), serve.Application)
+    features = Settings(retrieval=RetrievalSettings(), ingest=IngestSettings(), serving=gpu)
+    with pytest.raises(ConfigError, match="PULS_RERANKER=cross-encoder"):
+        build_app(features)
+
+
+def test_puls_serve_refuses_a_reranker_deployment_without_a_model_in_one_line(
+    tmp_path: Path,
+) -> None:
+    env = puls_env(tmp_path, PULS_RAY_RERANKER_DEPLOYMENT="true")
+    result = run_puls("serve", env=env, check=False, timeout=120)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("puls: error: PULS_RAY_RERANKER_DEPLOYMENT needs")
+
+
+@pytest.mark.slow
+def test_reranker_deployment_scores_like_the_local_cross_encoder(tiny_cross_encoder: Path) -> None:
+    """The ingress keeps the features; the deployment's scores give the local ranking."""
+    settings = RetrievalSettings(
+        reranker="cross-encoder", reranker_model=str(tiny_cross_encoder), reranker_device="cpu"
+    )
+    handle = serve.run(
+        RerankerDeployment.bind(settings), name="reranker-test", _local_testing_mode=True
+    )
+    remote = CrossEncoderReranker(ServeCrossEncoder(handle), settings)
+    local = CrossEncoderReranker(str(tiny_cross_encoder), settings, device="cpu")
+    parsed = parse_query("concert de jazz", NOW, [])
+    titles = ["concert jazz", "atelier poterie", "expo orgue", "jazz a paris"]
+    candidates = [candidate(str(i), title) for i, title in enumerate(titles)]
+    ranked, expected = remote.rerank(parsed, candidates), local.rerank(parsed, candidates)
+    assert [c.event.uid for c in ranked] == [c.event.uid for c in expected]
+    assert [c.score for c in ranked] == pytest.approx([c.score for c in expected], abs=1e-6)
 
 
 def test_embedder_deployment_honours_the_protocol_through_a_handle() -> None:

@@ -20,35 +20,17 @@ import pytest
 from retrieval import RetrievalSettings, close_retriever, open_retriever
 from retrieval.embedder import SentenceTransformerEmbedder
 from retrieval.records import Event
+from tests.tiny_models import save_tiny_sentence_transformer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PARIS = ZoneInfo("Europe/Paris")
-WORDS = "query passage concert jazz atelier poterie paris expo orgue de a le la".split()
 DIM = 24
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    base = tmp_path_factory.mktemp("tiny-bert")
-    vocab = base / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]), "utf-8")
-    BertTokenizer(str(vocab)).save_pretrained(base)
-    config = BertConfig(
-        vocab_size=len(WORDS) + 5,
-        hidden_size=DIM,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-    )
-    BertModel(config).save_pretrained(base)
-    word = models.Transformer(str(base))
-    pooling = models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
-    directory = tmp_path_factory.mktemp("tiny-st")
-    SentenceTransformer(modules=[word, pooling], device="cpu").save(str(directory))
-    return directory
+    base, directory = tmp_path_factory.mktemp("tiny-bert"), tmp_path_factory.mktemp("tiny-st")
+    return save_tiny_sentence_transformer(base, directory, DIM)
 
 
 def test_vectors_have_the_models_size_and_unit_length(tiny_model: Path) -> None:
