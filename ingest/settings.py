@@ -13,6 +13,12 @@ class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PULS_INGEST_", extra="ignore")
 
     batch_size: int = Field(64, ge=1, description="Events embedded and written per batch.")
+    embedder_threads: int | None = Field(
+        None,
+        ge=1,
+        description="e5 threads while ingesting; unset = every CPU core. An ingest is a batch "
+        "job: PULS_EMBEDDER_THREADS (1) is for serving beside the LLM (docs/benchmarks.md).",
+    )
     openagenda_key: str | None = Field(
         None, description="OpenAgenda API key for `puls ingest-api` (or pass --key)."
     )

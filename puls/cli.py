@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,11 +64,14 @@ def _source_files(paths: list[Path]) -> list[Path]:
 @contextmanager
 def _ingest_stores(settings: Settings) -> Iterator[tuple[Retriever, StagingStore]]:
     """The retrieval stores and the staging tables an ingest writes, closed afterwards. A
-    vector store with an older schema is rebuilt (the run then re-embeds stored events)."""
+    vector store with an older schema is rebuilt (the run then re-embeds stored events).
+    The embedder gets every core unless PULS_INGEST_EMBEDDER_THREADS says otherwise."""
     from ingest.staging import StagingStore
     from retrieval import close_retriever, open_retriever
 
-    retriever = open_retriever(settings.retrieval, migrate=True)
+    threads = settings.ingest.embedder_threads or os.cpu_count() or 1
+    retrieval = settings.retrieval.model_copy(update={"embedder_threads": threads})
+    retriever = open_retriever(retrieval, migrate=True)
     staging = StagingStore(settings.retrieval.resolved_database_url())
     try:
         yield retriever, staging

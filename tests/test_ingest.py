@@ -4,6 +4,7 @@ chunks, self-healing vectors, near-duplicates across runs, migrating an old vect
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
@@ -203,3 +204,19 @@ def test_cli_reindex_migrates_an_old_schema_store(tmp_path: Path, records: list[
     assert (report["inserted"], report["updated"]) == (0, 0)
     assert run_puls("search", "concert", "--json", env=env).returncode == 0
     assert json.loads(run_puls("reindex", "--json", env=env).stdout)["reindexed"] == 0
+
+
+@pytest.mark.parametrize(("variable", "threads"), [(None, os.cpu_count()), ("1", 1)])
+def test_an_ingest_embeds_on_every_core_unless_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str | None, threads: int
+) -> None:
+    """Serving keeps e5 on one thread (beside the LLM); a batch ingest has the cores."""
+    from puls.cli import _ingest_stores
+    from puls.settings import load_settings
+
+    monkeypatch.setenv("PULS_DATA_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("PULS_EMBEDDER_THREADS", "1")
+    if variable is not None:
+        monkeypatch.setenv("PULS_INGEST_EMBEDDER_THREADS", variable)
+    with _ingest_stores(load_settings()) as (retriever, _staging):
+        assert retriever.embedder.num_threads == threads  # type: ignore[attr-defined]
