@@ -1,14 +1,15 @@
 """Answer-cache replay: paraphrased repeats of questions, hit rate and hit vs miss latency.
 
-    python -m benchmarks.cache_replay --data-dir .puls [--redis redis://127.0.0.1:6379/0]
+    python -m benchmarks.cache_replay --data-dir .puls [--redis redis://127.0.0.1:6379/0] [--verify]
 
 Each group is one question then its paraphrases, asked in order to the real app in-process
 (e5, Milvus Lite, llama.cpp; the cache in Redis under a fresh key prefix, removed after).
 The first of a group is a miss; a paraphrase hits when its slots match and its theme words
 or its embedding are close enough. Latencies are measured in the same run. Every hit is
 checked against the same question answered by a second app with the cache off: the cited
-events must be the same (a hit must never change what a miss would have cited).
-Results: JSON under benchmarks/results/.
+events must be the same (a hit must never change what a miss would have cited). `--verify`
+runs the cache with `cache_verify`: each request searches, and a hit must cite what that
+search found. Results: JSON under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -86,13 +87,14 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
 
-def replay(data_dir: Path, redis_url: str) -> dict[str, Any]:
+def replay(data_dir: Path, redis_url: str, verify: bool = False) -> dict[str, Any]:
     prefix = f"puls-bench:{uuid.uuid4().hex}"
     rows = []
     try:
         with _app(
-            data_dir, memory_redis_url=redis_url, memory_key_prefix=prefix, cache_enabled=True
-        ) as cached:
+            data_dir, memory_redis_url=redis_url, memory_key_prefix=prefix, cache_enabled=True,
+            cache_verify=verify,
+        ) as cached:  # fmt: skip
             _ready(cached)
             for group in GROUPS:
                 for question in group:
@@ -110,7 +112,7 @@ def replay(data_dir: Path, redis_url: str) -> dict[str, Any]:
         if keys:
             client.delete(*keys)
         client.close()
-    return _summary(rows)
+    return {**_summary(rows), "cache_verify": verify}
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -138,8 +140,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path(".puls"))
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--verify", action="store_true", help="PULS_CACHE_VERIFY: hits must cite a fresh search"
+    )
     args = parser.parse_args()
-    summary = replay(args.data_dir, args.redis)
+    summary = replay(args.data_dir, args.redis, args.verify)
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"cache-replay-{stamp}.json"

@@ -86,7 +86,9 @@ class Metrics:
             ["scope"], registry=r,
         )  # fmt: skip
         self.cache_requests = Counter(
-            "puls_cache_requests", "Answer cache lookups: hit, miss, or bypass (store down).",
+            "puls_cache_requests",
+            "Answer cache lookups: hit, miss, mismatch (a hit that would cite other events "
+            "than a fresh search, with PULS_CACHE_VERIFY) or bypass (store down).",
             ["result"], registry=r,
         )  # fmt: skip
         self.memory_store_up = Gauge(
@@ -103,7 +105,7 @@ class Metrics:
             "puls_profile_store_errors", "Profile requests refused: database down.", registry=r
         )
         self.memory_store_up.set(1)
-        for result in ("hit", "miss", "bypass"):
+        for result in ("hit", "miss", "mismatch", "bypass"):
             self.cache_requests.labels(result=result)
         for stage in STAGES:  # export every stage from the start, not after its first sample
             self.stage.labels(stage=stage)

@@ -150,6 +150,12 @@ class ServingSettings(BaseSettings):
         description="Serve repeated questions from the answer cache (opt-in: a hit generates "
         "no tokens, so usage and budgets count none).",
     )
+    cache_verify: bool = Field(
+        False,
+        description="A hit must cite what a fresh search cites: the search runs on every "
+        "request and the cache only saves the generation (a hit then costs a search, not "
+        "~10 ms). Without it a paraphrase can be answered with other events (docs/adr/0006).",
+    )
     cache_ttl_s: float = Field(300.0, gt=0, description="Lifetime of a cached answer.")
     cache_similarity: float = Field(
         0.95, gt=0, le=1, description="Cosine (e5) a paraphrase needs to reuse a cached answer."

@@ -1,13 +1,16 @@
-"""The answer cache on the real app: paraphrases hit, other slots and changed events miss."""
+"""The answer cache on the real app: paraphrases hit, other slots and changed events miss;
+with `cache_verify`, a hit that would cite other events than a fresh search is a miss."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from retrieval.event_store import EventStore
@@ -34,12 +37,19 @@ def client(data_dir: Path) -> Iterator[TestClient]:
         yield c
 
 
-def _hits(client: TestClient) -> float:
+@pytest.fixture(scope="module")
+def verifying(ingested: Path) -> Iterator[tuple[TestClient, str]]:
+    with redis_prefix() as prefix, app_client(
+        ingested, memory_redis_url=REDIS_URL, memory_key_prefix=prefix, cache_enabled=True,
+        cache_verify=True,
+    ) as c:  # fmt: skip
+        yield c, prefix
+
+
+def _hits(client: TestClient, result: str = "hit") -> float:
     text = client.get("/metrics").text
-    line = next(
-        x for x in text.splitlines() if x.startswith('puls_cache_requests_total{result="hit"}')
-    )
-    return float(line.split()[-1])
+    start = f'puls_cache_requests_total{{result="{result}"}}'
+    return float(next(x for x in text.splitlines() if x.startswith(start)).split()[-1])
 
 
 def test_a_paraphrase_hits_with_the_same_answer_and_citations(client: TestClient) -> None:
@@ -79,3 +89,39 @@ def test_changed_events_invalidate_the_cache(client: TestClient, data_dir: Path)
     after = ask(client, "Du jazz à Paris en juin 2025, s'il vous plaît")
     assert after.headers["x-puls-cache"] == "miss"
     assert "(complet)" in after.json()["choices"][0]["message"]["content"]
+
+
+def test_verified_hits_cite_what_a_fresh_search_cites(
+    verifying: tuple[TestClient, str],
+) -> None:
+    client, _prefix = verifying
+    first = ask(client, JAZZ)
+    again = ask(client, JAZZ)
+    assert first.headers["x-puls-cache"] == "miss" and again.headers["x-puls-cache"] == "hit"
+    assert cited(again) == cited(first)
+    content = again.json()["choices"][0]["message"]["content"]
+    assert content == first.json()["choices"][0]["message"]["content"]
+
+
+def test_a_hit_that_would_cite_other_events_is_answered_afresh(
+    verifying: tuple[TestClient, str],
+) -> None:
+    """The stored answer is made to cite other events (what a paraphrase whose search
+    differs would find): the verified lookup refuses it, answers afresh and stores that."""
+    client, prefix = verifying
+    question = "Du jazz à Paris en juin 2025, un soir ?"
+    fresh = cited(ask(client, question))
+    store = redis.Redis.from_url(REDIS_URL)
+    for key in store.scan_iter(f"{prefix}:cache:*"):
+        for field, raw in store.hgetall(key).items():
+            entry = json.loads(raw)
+            entry["citations"] = list(reversed(entry["citations"]))
+            store.hset(key, field, json.dumps(entry))
+    store.close()
+    assert len(fresh) > 1
+    before = _hits(client, "mismatch")
+    refused = ask(client, question)
+    assert refused.headers["x-puls-cache"] == "miss" and cited(refused) == fresh
+    assert _hits(client, "mismatch") == before + 1
+    again = ask(client, question)  # `ask` waits for the fresh answer's cache write
+    assert again.headers["x-puls-cache"] == "hit" and cited(again) == fresh

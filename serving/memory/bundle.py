@@ -76,7 +76,7 @@ def build_memory(
     if settings.cache_enabled:
         cache = SemanticCache(
             guard, prefix, settings.cache_ttl_s, settings.cache_similarity,
-            embed=lambda text: retriever.embedder.embed_queries([text])[0],
+            embed=retriever.query_vector,  # the search's LRU: one embedding per question
         )  # fmt: skip
     sql_url = settings.profile_database_url or database_url
     return MemoryServices(

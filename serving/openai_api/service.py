@@ -86,7 +86,7 @@ class Prepared:
     user: str | None
     started: float
     cached: CachedAnswer | None = None
-    cache_result: str | None = None  # hit | miss | bypass; None = not cacheable
+    cache_result: str | None = None  # hit | miss | mismatch; None = not cacheable
     cache_bucket: str | None = None
     cache_question: str = ""
     cache_themes: tuple[str, ...] = ()
@@ -283,12 +283,14 @@ class ChatService:
             profile = await self.memory.profile_for(owner) if self.memory else None
             sampling = self._params(request, degraded)
             cache = await self._cache_lookup(merged, query, owner, profile, top_k, sampling)
-            if cache.get("cached") is None:
+            if cache.get("cached") is None or self.settings.cache_verify:
                 result = await asyncio.to_thread(self._search, query, now, location, top_k)
                 if self.memory is not None:
                     result = biased(result, profile, self.settings.profile_weight)
                 fixed = None if result.events else no_result_message(result)
-            if result is not None and fixed is None:
+                cache = self._verified(cache, result)
+            self._count_cache(cache)
+            if result is not None and fixed is None and cache.get("cached") is None:
                 route, generation = await self._start(route, texts[-1], result, sampling)
             if options.session_id:
                 session_info = await self._remember(
@@ -375,15 +377,29 @@ class ChatService:
         slots = slot_key(merged, top_k=top_k, profile=profile_version, language=language,
                          sampling=repr(sampling))  # fmt: skip
         bucket = cache.bucket(slots, version)
-        question = " ".join(query.lower().split())
-        cached = await cache.lookup(bucket, question, merged.terms)
+        # the search's own text: its vector comes from the retriever's LRU, embedded once
+        cached = await cache.lookup(bucket, query, merged.terms)
         if not memory.guard.available:  # the store failed during the lookup
             self.metrics.cache_requests.labels(result="bypass").inc()
             return {}
         result = "hit" if cached is not None else "miss"
-        self.metrics.cache_requests.labels(result=result).inc()
         return {"cached": cached, "cache_result": result, "cache_bucket": bucket,
-                "cache_question": question, "cache_themes": merged.terms}  # fmt: skip
+                "cache_question": query, "cache_themes": merged.terms}  # fmt: skip
+
+    @staticmethod
+    def _verified(cache: dict[str, object], result: SearchResult) -> dict[str, object]:
+        """With `cache_verify`, a hit stands only if it cites the fresh search's events, in
+        its order; otherwise it is a miss (answered afresh, and stored over the old one)."""
+        cached = cache.get("cached")
+        if not isinstance(cached, CachedAnswer):
+            return cache
+        if [c["uid"] for c in cached.citations] == [s.event.uid for s in result.events]:
+            return cache
+        return {**cache, "cached": None, "cache_result": "mismatch"}
+
+    def _count_cache(self, cache: dict[str, object]) -> None:
+        if cache.get("cache_result") is not None:
+            self.metrics.cache_requests.labels(result=str(cache["cache_result"])).inc()
 
     async def _after(self, prepared: Prepared, text: str) -> None:
         """Record the answer for feedback and, on a miss with events, cache it."""
