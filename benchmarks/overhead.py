@@ -1,6 +1,6 @@
 """What the stack adds to the engine: the raw llama.cpp server vs `puls serve` on top of it.
 
-    python -m benchmarks.overhead --data-dir DIR [--prompts FILE] [--limit 20] [--rounds 2]
+    python -m benchmarks.overhead --data-dir DIR [--prompts FILE] [--limit 20] [--rounds 2] [--ray]
 
 Starts llama-cpp-python's own OpenAI server (the raw engine) and `puls serve` with
 `PULS_LLM_URL` pointing at that same server, so both paths run the SAME generation on the
@@ -296,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=20, help="Questions used (file order).")
     parser.add_argument("--rounds", type=int, default=2, help="Each round measures each once.")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--ray", action="store_true", help="Run the stack on Ray Serve (default: --no-ray)."
+    )
     args = parser.parse_args(argv)
 
     prompts = load_prompts(args.prompts)[: args.limit]
@@ -308,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     raw_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
                "--port", str(raw_port), "--interrupt_requests", "False",
                "--n_ctx", "2048"]  # fmt: skip
-    stack_cmd = [sys.executable, "-m", "puls", "serve", "--no-ray", "--port", str(stack_port)]
+    mode = "--ray" if args.ray else "--no-ray"
+    stack_cmd = [sys.executable, "-m", "puls", "serve", mode, "--port", str(stack_port)]
     with (
         _process(raw_cmd, f"{raw}/models", "llama_cpp.server", env),
         _process(stack_cmd, f"{stack}/readyz", "puls serve", env),
@@ -325,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             "questions": len(prompts),
             "questions_with_generation": measured["planned"],
             "engine": "llama-cpp-python server, packaged Gemma-3-270M Q4_K_M",
+            "stack": f"puls serve {mode}",
         },  # fmt: skip
         **summarise(measured),
         "rows": measured["rows"],
