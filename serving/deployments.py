@@ -35,6 +35,7 @@ from retrieval.rerank import CrossEncoderReranker
 from serving.app import create_app
 from serving.llm import LLM, build_large_llm, build_llm
 from serving.llm.protocol import Chunk, SamplingParams
+from serving.ray_start import start_local_ray
 from serving.settings import ServingSettings
 
 APP_NAME = "puls"
@@ -277,7 +278,11 @@ def run(settings: Settings, host: str, port: int) -> None:
     env = {k: v for k, v in os.environ.items() if k.startswith("PULS_") or k == "HF_HUB_OFFLINE"}
     env["PULS_DATA_DIR"] = str(settings.retrieval.data_dir.resolve())
     app = build_app(settings)  # a ConfigError before Ray starts
-    ray.init(include_dashboard=False, runtime_env={"env_vars": env}, logging_level=logging.WARNING)
+    start_local_ray(
+        lambda: ray.init(
+            include_dashboard=False, runtime_env={"env_vars": env}, logging_level=logging.WARNING
+        )
+    )
     serve.start(http_options={"host": host, "port": port})
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     stop = threading.Event()

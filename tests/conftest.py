@@ -97,8 +97,13 @@ class RemoteServer:
     port, ready when /readyz is 200."""
 
     def __init__(
-        self, env: dict[str, str], ray: bool = False, command: tuple[str, ...] = ("serve",)
+        self,
+        env: dict[str, str],
+        ray: bool = False,
+        command: tuple[str, ...] = ("serve",),
+        start_timeout_s: float = SERVER_START_TIMEOUT_S,
     ) -> None:
+        self.start_timeout_s = start_timeout_s
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks it.
@@ -114,7 +119,7 @@ class RemoteServer:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 output = Path(self.log.name).read_text(errors="replace")[-5000:]
@@ -126,7 +131,7 @@ class RemoteServer:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise TimeoutError(f"puls not ready after {SERVER_START_TIMEOUT_S} s")
+        raise TimeoutError(f"puls not ready after {self.start_timeout_s} s")
 
     def stop(self) -> None:
         """SIGTERM the server's process group (graceful drain), SIGKILL it after 60 s."""

@@ -140,7 +140,8 @@ def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[
     """The whole graph of the gpu profile: Ingress → LLM and Ingress → Embedder (0 CPUs
     reserved for the embedder: this machine has 2 and the LLM and the ingress take them)."""
     env = puls_env(ingested, PULS_RAY_EMBEDDER_DEPLOYMENT="true", PULS_RAY_EMBEDDER_NUM_CPUS="0")
-    remote = RemoteServer(env, ray=True)
+    # Ray may take a second start (serving/ray_start.py) on a slow machine
+    remote = RemoteServer(env, ray=True, start_timeout_s=300)
     try:
         client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
         r = client.chat.completions.create(
