@@ -1,10 +1,12 @@
-"""Starting the local Ray cluster of `puls serve --ray`, with one retry for a slow start.
+"""Starting the local Ray cluster of `puls serve --ray`, with retries for a slow start.
 
-Ray waits a hard-coded 30 s for its raylet to register with the GCS (`ray/_private/node.py`,
-`raylet_start_wait_time_s`) and then raises "The current node timed out during startup".
-It usually takes 4-10 s here, but a cold or busy node can miss the 30 s once (it happened
-on a fresh CI machine). The processes of the failed start are killed, then Ray is started
-once more; any other error, or a second timeout, is raised as it is.
+`ray.init` gives its processes 30 s each: the GCS to publish its port ("Timed out waiting
+for file .../gcs_server_port_...", `RAY_gcs_server_port_wait_time_s`) and the raylet to
+register with the GCS ("The current node timed out during startup", hard-coded in
+`ray/_private/node.py`). Both usually take 3-10 s here, even beside six busy loops, but
+the first start on a freshly installed machine missed each once (two CI runs; the GCS
+left no log at all). The processes of a failed start are killed and Ray is started again,
+`RAY_START_ATTEMPTS` times in all; any other error is raised as it is.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_message, stop_
 
 logger = logging.getLogger(__name__)
 
-RAY_START_ATTEMPTS = 2
-RAY_START_TIMEOUT = "The current node timed out during startup"
+RAY_START_ATTEMPTS = 3
+RAY_START_TIMEOUT = (
+    r"The current node timed out during startup|Timed out waiting for file .*gcs_server_port"
+)
 
 
 def _children() -> set[int]:
@@ -37,14 +41,17 @@ def _kill_new_children(before: set[int]) -> None:
 
 
 def start_local_ray(init: Callable[[], object]) -> None:
-    """Call `init` (a `ray.init` with our options); after Ray's startup timeout, clean up and
-    call it once more."""
+    """Call `init` (a `ray.init` with our options); after one of Ray's startup timeouts,
+    clean up and call it again."""
     before = _children()
 
     def clean_up(state: RetryCallState) -> None:
         attempt = state.attempt_number
         logger.warning(
-            "Ray's node did not start in 30 s (attempt %d of %d)", attempt, RAY_START_ATTEMPTS
+            "Ray did not start in time (attempt %d of %d): %s",
+            attempt,
+            RAY_START_ATTEMPTS,
+            state.outcome.exception() if state.outcome else None,
         )
         _kill_new_children(before)
 
