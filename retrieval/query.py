@@ -13,7 +13,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from retrieval.places import areas
-from retrieval.text import fold, terms
+from retrieval.text import ABBREVIATIONS, fold, stem, terms
 
 PARIS = ZoneInfo("Europe/Paris")
 EVENING_STARTS = time(17, 0)
@@ -92,6 +92,8 @@ class ParsedQuery:
     near: Near | None = None
     terms: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # the request less its place and time words and stopwords, as written (`one_form`)
+    content: str = ""
 
 
 def _at(day: date, clock: time) -> datetime:
@@ -308,6 +310,37 @@ def _area_names() -> list[str]:
     return list(areas())
 
 
+def as_written(text: str, folded: str) -> str:
+    """`folded` (words of `fold(text)`, in order, some left out) as `text` wrote them, accents
+    kept; `folded` itself if the words cannot be lined up."""
+    wanted = folded.split()
+    written: list[str] = []  # one entry per folded word ('' for a token's extra words)
+    for token in re.findall(r"\w+", text):
+        words = fold(token).split()
+        if words and words == wanted[len(written) : len(written) + len(words)]:
+            written.extend([token.lower()] + [""] * (len(words) - 1))
+    if len(written) != len(wanted):
+        return folded
+    return " ".join(w for w in written if w)
+
+
+def singular(word: str) -> str:
+    """'ateliers' → 'atelier' when the stemmer agrees that the s marks a plural ('bus' and
+    'mois' keep theirs); plurals in -x ('jeux', 'vitraux') are kept as written."""
+    if len(word) > 3 and word.endswith("s") and stem(fold(word[:-1])) == stem(fold(word)):
+        return word[:-1]
+    return word
+
+
+def one_form(content: str) -> str:
+    """One wording for one meaning: abbreviations expanded, -s plurals singular, so that
+    "Des expositions", "Une exposition" and "Quelles expos" embed alike."""
+    words = []
+    for word in content.split():
+        words.extend(ABBREVIATIONS.get(fold(word), word).split())
+    return " ".join(singular(w) for w in words)
+
+
 def parse_query(
     text: str,
     now: datetime,
@@ -327,8 +360,12 @@ def parse_query(
     rest = folded
     for words in sorted([*time_words, *where.words], key=len, reverse=True):
         rest = rest.replace(words, " ")
-    content = " ".join(w for w in rest.split() if w not in STOPWORDS and not w.isdigit())
+    # one letter is an elision ("m'intéresse", "n'importe"), never a theme
+    content = " ".join(
+        w for w in rest.split() if len(w) > 1 and w not in STOPWORDS and not w.isdigit()
+    )
     theme = tuple(dict.fromkeys(terms(content)))
+    content = one_form(as_written(text, content))
     return ParsedQuery(
         text=text,
         now=now,
@@ -339,4 +376,5 @@ def parse_query(
         near=where.near,
         terms=theme,
         notes=where.notes,
+        content=content,
     )

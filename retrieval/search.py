@@ -222,6 +222,10 @@ class Retriever:
             default_radius_km=self.settings.near_me_radius_km,
         )
 
+    def dense_text(self, parsed: ParsedQuery) -> str:
+        """What the dense side embeds for `parsed` (the answer cache keys on it too)."""
+        return dense_text(parsed, self.settings.dense_query)
+
     def search(
         self,
         text: str,
@@ -237,7 +241,7 @@ class Retriever:
         parsed = self.parse(text, now, location)
         if self.refiner is not None:
             parsed = self.refiner.refine(parsed, self.cities())
-        vector = self.query_vector(text) if mode != "bm25" else None
+        vector = self.query_vector(self.dense_text(parsed)) if mode != "bm25" else None
         limit = top_k or self.settings.top_k
         enough = min(self.settings.min_results, limit)
         ranks: dict[str, list[ScoredEvent]] = {}  # by filter: dropping the theme searches again
@@ -298,6 +302,15 @@ class Retriever:
                 )
             )
         return dedupe(self.reranker.rerank(parsed, scored))
+
+
+def dense_text(parsed: ParsedQuery, dense_query: str) -> str:
+    """`dense_query` "content": the request less its place and time words (those are filters;
+    docs/adr/0005 decision 8); a request with no content words ("que faire ce soir ?") is
+    embedded as asked. "question": as asked."""
+    if dense_query == "content" and parsed.content:
+        return parsed.content
+    return parsed.text
 
 
 def _on_theme(parsed: ParsedQuery, bm25_hit: bool, title_share: float, mode: Mode) -> bool:

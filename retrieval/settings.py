@@ -64,6 +64,12 @@ class RetrievalSettings(BaseSettings):
     near_me_radius_km: float = Field(
         10.0, gt=0, description="Radius for 'près de moi' when the query names none."
     )
+    dense_query: Literal["question", "content"] = Field(
+        "content",
+        description="What the dense side embeds. question: the request as asked. content: "
+        "the request less its place and time words and stopwords (those are filters), so "
+        "two wordings with the same parse search alike (docs/adr/0005).",
+    )
     query_vector_cache: int = Field(
         1024,
         ge=0,

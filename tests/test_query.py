@@ -82,3 +82,33 @@ def test_theme_terms_are_folded_stemmed_and_free_of_time_and_place() -> None:
     parsed = parse_query("Des concerts de Jazz à Paris en juin 2025 ?", NOW, CITIES)
     assert parsed.terms == ("concert", "jazz")
     assert parse_query("Des festivaux de rue", NOW, CITIES).terms == ("festival", "ru")
+
+
+@pytest.mark.parametrize(
+    ("text", "content"),
+    [
+        ("Un concert de jazz à Paris en juin 2025 ?", "concert jazz"),
+        ("Visites guidées d'églises à Valence ce week-end", "visite guidée église"),
+        ("Des CONCERTS de Jazz ?", "concert jazz"),
+        ("Quelles expos voir ?", "exposition"),
+        ("Des jeux de société", "jeux société"),
+        ("Que faire ce soir près de moi ?", ""),
+        ("Je m'intéresse à l'intelligence artificielle", "intelligence artificielle"),
+    ],
+)
+def test_content_is_the_request_less_place_time_and_stopwords_as_written(
+    text: str, content: str
+) -> None:
+    assert parse_query(text, NOW, CITIES, location=(48.85, 2.35)).content == content
+
+
+@pytest.mark.parametrize(
+    "second", ["ce soir à Paris, des concerts de jazz", "Quels concerts jazz ce soir à Paris ?"]
+)
+def test_two_wordings_with_the_same_parse_have_the_same_content(second: str) -> None:
+    """What lets the dense side (PULS_DENSE_QUERY=content) and the answer cache treat them
+    as one request."""
+    first = parse_query("Un concert de jazz à Paris ce soir ?", NOW, CITIES)
+    other = parse_query(second, NOW, CITIES)
+    assert first.content == other.content == "concert jazz"
+    assert (first.window, first.cities) == (other.window, other.cities)
