@@ -8,12 +8,18 @@ An entry is found in two steps:
    every stored event's content hash). A different city or window, another profile, or any
    change to the events lands in another bucket, so an answer is never served across slots
    or after ingest changed the events.
-2. Inside the bucket, the **question**: the same theme words (stemmed, stopwords dropped:
-   "Des concerts de jazz ?" = "concert jazz") hit at once; otherwise the normalised question's
-   e5 embedding must reach `cache_similarity` (cosine) against a stored one whose theme words
+2. Inside the bucket, the **question**, as the search embeds it (`Retriever.dense_text`: by
+   default the content words in one form, "Des concerts de jazz ?" → "concert jazz"): the
+   same theme words (stemmed, stopwords dropped) hit at once; otherwise the question's e5
+   embedding must reach `cache_similarity` (cosine) against a stored one whose theme words
    overlap (Jaccard >= `MIN_THEME_OVERLAP`). The overlap guard is needed: with the same place
    and month in both, e5 puts "du théâtre" and "des expositions" above 0.95 (measured by
    `benchmarks/cache_replay.py`), so similarity alone would serve the wrong theme.
+
+A hit whose stored question is the same text ("same") came from the same search: same slots,
+same dense text, same theme words, same data, so it cites what a fresh search would. Other
+hits ("themes", "semantic") may not; with `cache_verify` the service checks those against a
+fresh search (docs/adr/0006).
 
 Entries live `cache_ttl_s` (short: events start and end); a bucket keeps at most
 `MAX_ENTRIES_PER_BUCKET`. Keys::
@@ -51,7 +57,9 @@ class CachedAnswer:
     content: str
     citations: list[dict[str, object]]
     model: str
-    kind: str = "exact"  # how it was found: exact theme words or semantic similarity
+    # how it was found: "same" (the same slots and dense text: the same search, so the same
+    # citations), "themes" (the same theme words) or "semantic" (a similar question)
+    kind: str = "same"
 
 
 def _floor(moment: datetime | None) -> int | None:
@@ -140,7 +148,7 @@ class SemanticCache:
             return None
         exact = live.get(_digest(sorted(themes)))
         if exact is not None:
-            return _answer(exact, "exact")
+            return _answer(exact, "same" if exact.get("question") == question else "themes")
         vector = await asyncio.to_thread(self._embed, question)
         best, score = None, -1.0
         for entry in live.values():
@@ -163,8 +171,8 @@ class SemanticCache:
         vector = await asyncio.to_thread(self._embed, question)
         entry_id = _digest(sorted(themes))
         entry = {**asdict(answer), "vector": [round(float(x), 6) for x in vector],
-                 "themes": sorted(themes), "expires": time.time() + self.ttl_s,
-                 "user": user}  # fmt: skip
+                 "question": question, "themes": sorted(themes),
+                 "expires": time.time() + self.ttl_s, "user": user}  # fmt: skip
 
         async def write(kv: KeyValueStore) -> None:
             current = await kv.hgetall(bucket)

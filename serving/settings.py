@@ -151,10 +151,11 @@ class ServingSettings(BaseSettings):
         "no tokens, so usage and budgets count none).",
     )
     cache_verify: bool = Field(
-        False,
-        description="A hit must cite what a fresh search cites: the search runs on every "
-        "request and the cache only saves the generation (a hit then costs a search, not "
-        "~10 ms). Without it a paraphrase can be answered with other events (docs/adr/0006).",
+        True,
+        description="A hit must cite what a fresh search cites. A hit for the same slots and "
+        "dense text is the same search and is served at once; any other hit runs the search "
+        "and stands only if it cites those events, so it saves the generation, not the "
+        "search. Without it a paraphrase can be answered with other events (docs/adr/0006).",
     )
     cache_ttl_s: float = Field(300.0, gt=0, description="Lifetime of a cached answer.")
     cache_similarity: float = Field(

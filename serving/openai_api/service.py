@@ -283,7 +283,7 @@ class ChatService:
             profile = await self.memory.profile_for(owner) if self.memory else None
             sampling = self._params(request, degraded)
             cache = await self._cache_lookup(merged, query, owner, profile, top_k, sampling)
-            if cache.get("cached") is None or self.settings.cache_verify:
+            if cache.get("cached") is None or self._must_verify(cache):
                 result = await asyncio.to_thread(self._search, query, now, location, top_k)
                 if self.memory is not None:
                     result = biased(result, profile, self.settings.profile_weight)
@@ -377,14 +377,23 @@ class ChatService:
         slots = slot_key(merged, top_k=top_k, profile=profile_version, language=language,
                          sampling=repr(sampling))  # fmt: skip
         bucket = cache.bucket(slots, version)
-        # the search's own text: its vector comes from the retriever's LRU, embedded once
-        cached = await cache.lookup(bucket, query, merged.terms)
+        # what the search embeds (its content words by default): the vector comes from the
+        # retriever's LRU, embedded once, and paraphrases with the same parse compare alike
+        question = self.retriever.dense_text(merged)
+        cached = await cache.lookup(bucket, question, merged.terms)
         if not memory.guard.available:  # the store failed during the lookup
             self.metrics.cache_requests.labels(result="bypass").inc()
             return {}
         result = "hit" if cached is not None else "miss"
         return {"cached": cached, "cache_result": result, "cache_bucket": bucket,
-                "cache_question": query, "cache_themes": merged.terms}  # fmt: skip
+                "cache_question": question, "cache_themes": merged.terms}  # fmt: skip
+
+    def _must_verify(self, cache: dict[str, object]) -> bool:
+        """With `cache_verify`, a hit is checked against a fresh search unless it came from
+        the same search (the same slots and dense text: `CachedAnswer.kind` "same")."""
+        cached = cache.get("cached")
+        same = isinstance(cached, CachedAnswer) and cached.kind == "same"
+        return self.settings.cache_verify and not same
 
     @staticmethod
     def _verified(cache: dict[str, object], result: SearchResult) -> dict[str, object]:
