@@ -8,8 +8,9 @@ The first of a group is a miss; a paraphrase hits when its slots match and its t
 or its embedding are close enough. Latencies are measured in the same run. Every hit is
 checked against the same question answered by a second app with the cache off: the cited
 events must be the same (a hit must never change what a miss would have cited). `--verify`
-runs the cache with `cache_verify`: each request searches, and a hit must cite what that
-search found. Results: JSON under benchmarks/results/.
+runs the cache with `cache_verify` (the app's default; without the flag it is off here): a
+hit for another dense text than the stored one searches and must cite what that search found.
+Results: JSON under benchmarks/results/.
 """
 
 from __future__ import annotations

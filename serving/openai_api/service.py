@@ -282,7 +282,7 @@ class ChatService:
             top_k = self._top_k(degraded)
             profile = await self.memory.profile_for(owner) if self.memory else None
             sampling = self._params(request, degraded)
-            cache = await self._cache_lookup(merged, query, owner, profile, top_k, sampling)
+            cache = await self._cache_lookup(merged, owner, profile, top_k, sampling)
             if cache.get("cached") is None or self._must_verify(cache):
                 result = await asyncio.to_thread(self._search, query, now, location, top_k)
                 if self.memory is not None:
@@ -350,7 +350,6 @@ class ChatService:
     async def _cache_lookup(
         self,
         merged: ParsedQuery,
-        query: str,
         owner: str | None,
         profile: Profile | None,
         top_k: int,
