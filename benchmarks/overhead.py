@@ -299,7 +299,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ray", action="store_true", help="Run the stack on Ray Serve (default: --no-ray)."
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PULS_NAME=VALUE",
+        help="A setting for the stack (repeatable), e.g. PULS_DENSE_QUERY=question.",
+    )
     args = parser.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.set)
+    if any(not name.startswith("PULS_") for name in extra):
+        parser.error("--set takes PULS_NAME=VALUE")
 
     prompts = load_prompts(args.prompts)[: args.limit]
     raw_port, stack_port = _free_port(), _free_port()
@@ -307,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = f"http://127.0.0.1:{stack_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULS_")}
     env.update(HF_HUB_OFFLINE="1", PULS_DATA_DIR=str(args.data_dir), PULS_LLM_URL=raw,
-               PULS_LLM_MODEL="gemma")  # fmt: skip
+               PULS_LLM_MODEL="gemma", **extra)  # fmt: skip
     raw_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
                "--port", str(raw_port), "--interrupt_requests", "False",
                "--n_ctx", "2048"]  # fmt: skip
@@ -325,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "settings": {
             "max_tokens": MAX_TOKENS,
+            "stack_settings": extra,
             "rounds": args.rounds,
             "questions": len(prompts),
             "questions_with_generation": measured["planned"],

@@ -81,11 +81,13 @@ def measure(retriever: Retriever, queries: list[Query], repeat: int) -> dict[str
     timings, embed = [], []
     for _ in range(repeat):
         for text, now, location in queries:
+            asked = datetime.fromisoformat(now)
             started = time.perf_counter()
-            retriever.search(text, datetime.fromisoformat(now), location)
+            retriever.search(text, asked, location)
             timings.append((time.perf_counter() - started) * 1000)
+            embedded = retriever.dense_text(retriever.parse(text, asked, location))
             started = time.perf_counter()
-            retriever.embedder.embed_queries([text])
+            retriever.embedder.embed_queries([embedded])
             embed.append((time.perf_counter() - started) * 1000)
     return {**_summary(timings), "embed": _summary(embed)}
 
@@ -171,6 +173,7 @@ def main() -> None:
         "commit": _commit(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "queries": len(queries),
+        "dense_query": real.settings.dense_query,
         "results": {},
     }
     report["results"][str(real.events.count())] = measure(real, queries, args.repeat)
