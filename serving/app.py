@@ -185,7 +185,9 @@ def _add_probes(app: FastAPI, metrics: Metrics) -> None:
         # Session memory, the cache and shared budgets are optional: answers still come.
         degraded = [] if await state.memory.guard.probe() else ["memory"]
         degraded += [] if await state.budget.probe() else ["budget"]
-        body = {"status": "ready", "events": retriever.events.count(), "degraded": degraded}
+        engines = {route: engine.name for route, engine in state.engines.items()}
+        body = {"status": "ready", "events": retriever.events.count(), "degraded": degraded,
+                "engines": engines}  # fmt: skip
         return JSONResponse(body)
 
     @app.get("/metrics", include_in_schema=False)

@@ -6,6 +6,10 @@ deployments owning those models, each reached through a `DeploymentHandle`.
                                                                   ├─handle──▶ Embedder (optional)
                                                                   └─handle──▶ Reranker (optional)
 
+The LLM deployment owns an in-process engine (llama.cpp here). With `PULS_LLM_URL` the engine
+is a server of its own (vLLM in the gpu profile, docs/adr/0002) and the ingress calls it over
+HTTP directly, as it calls the large route: no LLM deployment is deployed.
+
 Retrieval (Milvus search, ranking) stays in the ingress: with Milvus Lite one process must
 own the data dir, so the embedded profile runs one ingress replica; with a Milvus server the
 ingress scales. The model-bound parts take their resources (`num_gpus` in the gpu profile)
@@ -175,10 +179,15 @@ def serve_retriever(settings: Settings) -> Retriever:
 
 
 def serve_engines(settings: ServingSettings) -> dict[str, LLM]:
-    """Engines for the ingress: the small one through Serve, the large one (vLLM over HTTP)
-    as configured."""
-    handle = serve.get_deployment_handle(LLM_DEPLOYMENT, app_name=APP_NAME)
-    engines: dict[str, LLM] = {"small": ServeLLM(handle)}
+    """Engines for the ingress. The in-process engine (llama.cpp) through the LLM deployment;
+    a remote one (`PULS_LLM_URL`, vLLM's server) and the large route over HTTP from here: an
+    LLM deployment in between would only relay chunks, one more hop (+24 ms mean TTFT,
+    docs/benchmarks.md)."""
+    if settings.llm_url:
+        small = build_llm(settings)
+    else:
+        small = ServeLLM(serve.get_deployment_handle(LLM_DEPLOYMENT, app_name=APP_NAME))
+    engines: dict[str, LLM] = {"small": small}
     large = build_large_llm(settings)
     if large is not None:
         engines["large"] = large
@@ -200,7 +209,7 @@ class Ingress:
 
     def __init__(
         self,
-        llm: DeploymentHandle,
+        llm: DeploymentHandle | None = None,
         embedder: DeploymentHandle | None = None,
         reranker: DeploymentHandle | None = None,
     ) -> None:
@@ -255,7 +264,9 @@ def build_app(settings: Settings) -> serve.Application:
     Serve's local testing mode, in a local Ray cluster, or on KubeRay). Raises
     `ConfigError` for a Reranker deployment without a cross-encoder."""
     s, r = settings.serving, settings.retrieval
-    llm = LLMDeployment.options(**llm_options(s)).bind(s)  # type: ignore[attr-defined]
+    llm = None
+    if not s.llm_url:  # a remote engine is called from the ingress (`serve_engines`)
+        llm = LLMDeployment.options(**llm_options(s)).bind(s)  # type: ignore[attr-defined]
     embedder, reranker = None, None
     if s.ray_embedder_deployment:
         embedder = EmbedderDeployment.options(**embedder_options(s)).bind(r)  # type: ignore[attr-defined]

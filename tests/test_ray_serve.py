@@ -1,11 +1,12 @@
 """The Ray Serve graph: its configuration, the LLM deployment behind a handle (Serve's local
-testing mode, in-process), and one real `serve.run` answering over HTTP."""
+testing mode, in-process), and real `serve.run`s answering over HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from openai import OpenAI
@@ -33,6 +34,7 @@ from serving.deployments import (
 )
 from serving.settings import ServingSettings
 from tests.conftest import RemoteServer, ingested_uids, puls_env, run_puls
+from tests.conftest_api import llama_cpp_server
 from tests.test_cross_encoder import NOW, candidate
 from tests.test_llm_engines import check_contract
 
@@ -143,6 +145,7 @@ def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[
     # Ray may take a second start (serving/ray_start.py) on a slow machine
     remote = RemoteServer(env, ray=True, start_timeout_s=300)
     try:
+        ready = httpx.get(f"{remote.url}/readyz", timeout=10).json()
         client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
         r = client.chat.completions.create(
             model="puls",
@@ -160,7 +163,31 @@ def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[
         ]
     finally:
         remote.stop()
+    assert ready["engines"] == {"small": "ray-serve"}  # llama.cpp in the LLM deployment
     citations = r.model_extra["citations"]
     assert citations and {c["uid"] for c in citations} <= ingested_uids(sample_files)
     assert "jazz" in citations[0]["title"].lower()
     assert len(pieces) > 3 and "".join(pieces).startswith("Voici")
+
+
+@pytest.mark.slow
+def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> None:
+    """With PULS_LLM_URL (vLLM's server in the gpu profile; llama.cpp's own server here) no
+    LLM deployment relays the chunks: the ingress streams from the engine itself."""
+    with llama_cpp_server() as url:
+        env = puls_env(ingested, PULS_LLM_URL=url, PULS_LLM_MODEL="gemma")
+        remote = RemoteServer(env, ray=True, start_timeout_s=300)
+        try:
+            ready = httpx.get(f"{remote.url}/readyz", timeout=10).json()
+            client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
+            stream = client.chat.completions.create(
+                model="puls",
+                messages=[{"role": "user", "content": "Un concert de jazz à Paris en juin 2025 ?"}],
+                extra_body={"puls": {"now": "2025-06-01T10:00:00+02:00"}},
+                stream=True,
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        finally:
+            remote.stop()
+    assert ready["engines"] == {"small": "openai-http"}
+    assert text.startswith("Voici") and "jazz" in text.lower()
