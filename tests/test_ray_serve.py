@@ -137,6 +137,19 @@ def test_llm_deployment_honours_the_protocol_through_a_handle() -> None:
     asyncio.run(check_contract(ServeLLM(handle)))
 
 
+JAZZ_REQUEST = {
+    "model": "puls",
+    "messages": [{"role": "user", "content": "Un concert de jazz à Paris en juin 2025 ?"}],
+    "extra_body": {"puls": {"now": "2025-06-01T10:00:00+02:00"}},
+}
+
+
+def _streamed(client: OpenAI) -> list[str]:
+    """The content pieces of a streamed answer to the jazz question."""
+    stream = client.chat.completions.create(**JAZZ_REQUEST, stream=True)  # type: ignore[call-overload]
+    return [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+
+
 @pytest.mark.slow
 def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[Path]) -> None:
     """The whole graph of the gpu profile: Ingress → LLM and Ingress → Embedder (0 CPUs
@@ -147,20 +160,8 @@ def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[
     try:
         ready = httpx.get(f"{remote.url}/readyz", timeout=10).json()
         client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
-        r = client.chat.completions.create(
-            model="puls",
-            messages=[{"role": "user", "content": "Un concert de jazz à Paris en juin 2025 ?"}],
-            extra_body={"puls": {"now": "2025-06-01T10:00:00+02:00"}},
-        )
-        stream = client.chat.completions.create(
-            model="puls",
-            messages=[{"role": "user", "content": "Un concert de jazz à Paris en juin 2025 ?"}],
-            extra_body={"puls": {"now": "2025-06-01T10:00:00+02:00"}},
-            stream=True,
-        )
-        pieces = [
-            c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
-        ]
+        r = client.chat.completions.create(**JAZZ_REQUEST)  # type: ignore[call-overload]
+        pieces = _streamed(client)
     finally:
         remote.stop()
     assert ready["engines"] == {"small": "ray-serve"}  # llama.cpp in the LLM deployment
@@ -180,13 +181,7 @@ def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> No
         try:
             ready = httpx.get(f"{remote.url}/readyz", timeout=10).json()
             client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
-            stream = client.chat.completions.create(
-                model="puls",
-                messages=[{"role": "user", "content": "Un concert de jazz à Paris en juin 2025 ?"}],
-                extra_body={"puls": {"now": "2025-06-01T10:00:00+02:00"}},
-                stream=True,
-            )
-            text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            text = "".join(_streamed(client))
         finally:
             remote.stop()
     assert ready["engines"] == {"small": "openai-http"}
