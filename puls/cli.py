@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -225,6 +226,27 @@ def _check_stores(settings: Settings) -> None:
         _fail(str(exc))
 
 
+def _check_stores_apart() -> None:
+    """`puls check` in a child process, before Ray starts: opening Milvus Lite here would
+    leave its gRPC threads running in the process from which Ray forks its GCS and raylet,
+    and starts then hung now and then (serving/ray_start.py)."""
+    checked = subprocess.run(
+        [sys.executable, "-m", "puls", "check"], capture_output=True, text=True, check=False
+    )
+    if checked.returncode != 0:
+        lines = checked.stderr.strip().splitlines()
+        typer.echo(lines[-1] if lines else "puls: error: puls check failed", err=True)
+        raise typer.Exit(checked.returncode)
+
+
+@app.command()
+def check() -> None:
+    """Check the settings and the stores as `puls serve` does before starting: one line and
+    exit code 1 when a worker could only fail."""
+    _check_stores(load_settings())
+    typer.echo("ok")
+
+
 @app.command()
 def search(
     text: Annotated[str, typer.Argument(help="A French request, e.g. 'concert de jazz à Paris'.")],
@@ -345,7 +367,10 @@ def serve(
 ) -> None:
     """Run the OpenAI-compatible API: on Ray Serve by default, in one process with --no-ray."""
     settings = load_settings()
-    _check_stores(settings)
+    if ray:
+        _check_stores_apart()
+    else:
+        _check_stores(settings)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -394,4 +419,8 @@ def demo(
         '"puls": {"now": "2025-06-01T10:00:00+02:00"}}\'\n'
         f'  or the openai SDK with base_url="{base}/v1" (see README.md).\n'
     )
-    serve(host=None, port=bound, ray=ray)
+    # `puls serve` in this process's place: the ingest left threads here (Milvus Lite's gRPC
+    # server, e5) that must not run when Ray forks its GCS and raylet (serving/ray_start.py)
+    sys.stdout.flush()
+    mode = "--ray" if ray else "--no-ray"
+    os.execv(sys.executable, [sys.executable, "-m", "puls", "serve", "--port", str(bound), mode])

@@ -7,6 +7,15 @@ register with the GCS ("The current node timed out during startup", hard-coded i
 the first start on a freshly installed machine missed each once (two CI runs; the GCS
 left no log at all). The processes of a failed start are killed and Ray is started again,
 `RAY_START_ATTEMPTS` times in all; any other error is raised as it is.
+
+Later the suite's first Ray start kept missing it (two of three retries in one run, all three
+in another), and the hung raylet never wrote its log: it did not get past its start. Ray
+runs Python in each child between fork and exec (`preexec_fn` in
+`ray/_private/services.py`), which can block on a lock that another thread held at the
+fork. `puls serve` had opened Milvus Lite just before (the store check), which leaves a dozen
+gRPC threads running. Reproduced by hand: store check then `ray.init`, 1 start in 16 hung;
+`ray.init` alone, 0 in 22. So `puls serve --ray` checks the stores in a child process
+(`puls check`) and `puls demo` replaces itself with `puls serve` after its ingest.
 """
 
 from __future__ import annotations
@@ -31,7 +40,8 @@ def _children() -> set[int]:
 
 def _kill_new_children(before: set[int]) -> None:
     """Kill the processes a failed start left (GCS, raylet, agents), not ones we had before."""
-    started = [psutil.Process(pid) for pid in _children() - before if psutil.pid_exists(pid)]
+    children = psutil.Process().children(recursive=True)
+    started = [child for child in children if child.pid not in before]
     for process in started:
         try:
             process.kill()

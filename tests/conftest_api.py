@@ -69,7 +69,11 @@ def redis_prefix() -> Iterator[str]:
 
 def scrape(url: str) -> dict[str, float]:
     """`/metrics` as {sample name with sorted labels: value}."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return metric_samples(httpx.get(f"{url}/metrics", timeout=10).text)
+
+
+def metric_samples(text: str) -> dict[str, float]:
+    """Prometheus text as {sample name with sorted labels: value}."""
     samples: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -14,7 +14,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from retrieval.event_store import EventStore
-from tests.conftest_api import REDIS_URL, redis_prefix
+from tests.conftest_api import REDIS_URL, metric_samples, redis_prefix
 from tests.conftest_memory import JAZZ, app_client, ask, cited
 
 pytestmark = pytest.mark.integration
@@ -47,15 +47,15 @@ def verifying(ingested: Path) -> Iterator[tuple[TestClient, str]]:
 
 
 def _stage_count(client: TestClient, stage: str) -> float:
-    text = client.get("/metrics").text
-    start = f'puls_stage_duration_seconds_count{{stage="{stage}"}}'
-    return float(next(x for x in text.splitlines() if x.startswith(start)).split()[-1])
+    return metric_samples(client.get("/metrics").text)[
+        f"puls_stage_duration_seconds_count{{stage={stage}}}"
+    ]
 
 
 def _hits(client: TestClient, result: str = "hit") -> float:
-    text = client.get("/metrics").text
-    start = f'puls_cache_requests_total{{result="{result}"}}'
-    return float(next(x for x in text.splitlines() if x.startswith(start)).split()[-1])
+    return metric_samples(client.get("/metrics").text)[
+        f"puls_cache_requests_total{{result={result}}}"
+    ]
 
 
 def test_a_paraphrase_hits_with_the_same_answer_and_citations(client: TestClient) -> None:

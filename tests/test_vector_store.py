@@ -153,7 +153,9 @@ def test_an_old_schema_store_is_a_one_line_error_or_is_rebuilt(tmp_path: Path) -
     again.close()
 
 
-@pytest.mark.parametrize("command", [("search", "jazz"), ("serve", "--no-ray"), ("serve",)])
+@pytest.mark.parametrize(
+    "command", [("search", "jazz"), ("check",), ("serve", "--no-ray"), ("serve",)]
+)
 def test_cli_on_an_old_schema_store_says_what_to_do(tmp_path: Path, command: tuple) -> None:
     """`serve` checks before it starts its workers (on Ray, one traceback per replica)."""
     data_dir = tmp_path / "store"
