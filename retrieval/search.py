@@ -1,7 +1,8 @@
 """Search: parse the request, fetch filtered candidates (dense + BM25), score, rerank, relax.
 
-Candidates come from two Milvus searches under the same filter (time window, city or
-department, bounding box): e5 dense vectors and BM25 over folded French text. Each
+Candidates come from two searches under the same filter (time window, city or department,
+bounding box): e5 dense vectors and BM25 over folded French text, answered by Milvus or, on
+the embedded profile, by its in-memory copy (retrieval/memory_index.py). Each
 candidate gets a weighted score (weights in `RetrievalSettings`, documented there):
 
     dense   cosine, min-max scaled over the candidates
@@ -33,7 +34,9 @@ from typing import Literal
 
 from retrieval.embedder import Embedder, Vectors
 from retrieval.event_store import EventStore
+from retrieval.filters import CandidateFilter
 from retrieval.geo import GeoIndex, HaversineGeoIndex
+from retrieval.memory_index import MemoryIndex
 from retrieval.query import Near, ParsedQuery, Window, parse_query
 from retrieval.records import Event
 from retrieval.refine import ParseRefiner
@@ -47,7 +50,7 @@ from retrieval.rerank import (
 )
 from retrieval.settings import RetrievalSettings
 from retrieval.text import fold, terms
-from retrieval.vector_store import Hit, MilvusVectorStore
+from retrieval.vector_store import CandidateIndex, Hit, MilvusVectorStore
 
 KM_PER_DEGREE_LAT = 111.32
 RADIUS_STEPS = (2.0, 4.0)
@@ -61,30 +64,27 @@ class SearchResult:
     relaxed: tuple[str, ...] = ()
 
 
+def candidate_filter(parsed: ParsedQuery) -> CandidateFilter:
+    """The parse's time window, places and bounding box, as both indexes read them."""
+    window = parsed.window
+    return CandidateFilter(
+        start_ts=int(window.start.timestamp()),
+        end_ts=None if window.end is None else int(window.end.timestamp()),
+        cities=tuple(fold(c) for c in parsed.cities),
+        departments=tuple(parsed.departments),
+        box=None if parsed.near is None else _bounding_box(parsed.near),
+    )
+
+
 def milvus_filter(parsed: ParsedQuery) -> str:
     """The Milvus boolean expression for the parse's time window, places and bounding box."""
-    clauses = [f"end_ts >= {int(parsed.window.start.timestamp())}"]
-    if parsed.window.end is not None:
-        clauses.append(f"start_ts < {int(parsed.window.end.timestamp())}")
-    places = []
-    if parsed.cities:
-        places.append("city_key in [{}]".format(", ".join(f'"{fold(c)}"' for c in parsed.cities)))
-    if parsed.departments:
-        places.append("dept in [{}]".format(", ".join(f'"{d}"' for d in parsed.departments)))
-    if places:
-        clauses.append("(" + " or ".join(places) + ")")
-    if parsed.near is not None:
-        clauses.append(_bounding_box(parsed.near))
-    return " and ".join(clauses)
+    return candidate_filter(parsed).expr()
 
 
-def _bounding_box(near: Near) -> str:
+def _bounding_box(near: Near) -> tuple[float, float, float, float]:
     dlat = near.radius_km / KM_PER_DEGREE_LAT
     dlon = near.radius_km / (KM_PER_DEGREE_LAT * max(math.cos(math.radians(near.lat)), 0.01))
-    return (
-        f"lat >= {near.lat - dlat} and lat <= {near.lat + dlat} and "
-        f"lon >= {near.lon - dlon} and lon <= {near.lon + dlon}"
-    )
+    return (near.lat - dlat, near.lat + dlat, near.lon - dlon, near.lon + dlon)
 
 
 def title_terms(event: Event) -> frozenset[str]:
@@ -178,6 +178,7 @@ class Retriever:
         self.geo: GeoIndex = geo or HaversineGeoIndex(events)
         self._cities: list[str] | None = None
         self._titles: TitleIndex | None = None
+        self._memory: MemoryIndex | None = None
         self._lock = threading.Lock()
         self.query_vector = lru_cache(maxsize=settings.query_vector_cache)(self._embed_query)
 
@@ -204,11 +205,22 @@ class Retriever:
                 )
             return self._titles
 
+    def index(self) -> CandidateIndex:
+        """Where candidates come from: Milvus itself, or its in-memory copy, (re)loaded
+        when the store was written since (`PULS_SEARCH_INDEX`)."""
+        if self.settings.resolved_search_index() == "milvus":
+            return self.vectors
+        with self._lock:
+            if self._memory is None or self._memory.generation != self.vectors.generation:
+                self._memory = MemoryIndex.load(self.vectors)
+            return self._memory
+
     def warm_up(self) -> None:
-        """Load the gazetteer and term statistics and embed once, so the first request pays
-        no start-up cost."""
+        """Load the gazetteer, term statistics and candidate index and embed once, so the
+        first request pays no start-up cost."""
         self.cities()
         self.titles()
+        self.index()
         self.embedder.embed_queries(["concert"])
 
     def parse(
@@ -244,12 +256,13 @@ class Retriever:
         vector = self.query_vector(self.dense_text(parsed)) if mode != "bm25" else None
         limit = top_k or self.settings.top_k
         enough = min(self.settings.min_results, limit)
-        ranks: dict[str, list[ScoredEvent]] = {}  # by filter: dropping the theme searches again
+        # by filter: dropping the theme searches again
+        ranks: dict[CandidateFilter, list[ScoredEvent]] = {}
         for attempt, applied in relaxations(parsed):
             theme_dropped = bool(parsed.terms) and not attempt.terms
             # scored with the theme even once dropped: what still matches it comes first
             themed = replace(attempt, terms=parsed.terms)
-            key = milvus_filter(themed)
+            key = candidate_filter(themed)
             if key not in ranks:
                 ranks[key] = self._rank(themed, vector, mode)
             ranked = list(ranks[key])
@@ -265,11 +278,12 @@ class Retriever:
     def _candidates(
         self, parsed: ParsedQuery, vector: object, mode: Mode
     ) -> tuple[list[Hit], list[Hit]]:
-        expr = milvus_filter(parsed)
+        where = candidate_filter(parsed)
         n = self.settings.candidates
-        dense = self.vectors.search(vector, n, expr) if mode != "bm25" else []  # type: ignore[arg-type]
+        index = self.index()
+        dense = index.search(vector, n, where) if mode != "bm25" else []  # type: ignore[arg-type]
         query = " ".join(parsed.terms)
-        lexical = self.vectors.search_lexical(query, n, expr) if mode != "dense" and query else []
+        lexical = index.search_lexical(query, n, where) if mode != "dense" and query else []
         return dense, lexical
 
     def _rank(self, parsed: ParsedQuery, vector: object, mode: Mode) -> list[ScoredEvent]:

@@ -34,6 +34,13 @@ class RetrievalSettings(BaseSettings):
         "returned no rows under selective filters (docs/adr/0005); HNSW on a Milvus server.",
     )
     collection: str = Field(DEFAULT_COLLECTION, description="Milvus collection holding events.")
+    search_index: Literal["auto", "memory", "milvus"] = Field(
+        "auto",
+        description="Where searches run. memory: numpy copies of the collections, loaded at "
+        "warm-up (Milvus Lite's Python engine took 230-680 ms per query at 100k events, "
+        "docs/adr/0005 decision 9). milvus: Milvus's own indexes. auto: memory for a Milvus "
+        "Lite file, milvus for a server.",
+    )
     top_k: int = Field(5, ge=1, le=50, description="Events returned to the caller.")
     candidates: int = Field(
         100, ge=1, le=1000, description="Candidates fetched from each of dense and BM25 search."
@@ -167,6 +174,12 @@ class RetrievalSettings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The configured URL, or SQLite inside `data_dir`."""
         return self.database_url or f"sqlite:///{self.data_dir / 'puls.db'}"
+
+    def resolved_search_index(self) -> Literal["memory", "milvus"]:
+        """`search_index`, with auto resolved by the Milvus URI."""
+        if self.search_index != "auto":
+            return self.search_index
+        return "milvus" if "://" in self.resolved_milvus_uri() else "memory"
 
     def resolved_milvus_uri(self) -> str:
         """The configured URI, or a Milvus Lite file inside `data_dir`."""

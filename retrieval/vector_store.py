@@ -27,12 +27,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pymilvus import DataType, Function, FunctionType, MilvusClient
 
 from retrieval.embedder import Vectors
+from retrieval.filters import CandidateFilter
 from retrieval.places import department_of
 from retrieval.records import Chunking, Event
 from retrieval.text import fold, terms
@@ -44,6 +45,10 @@ TEXT_MAX_CHARS = 4000
 LONG_DESCRIPTION_PREFIX_CHARS = 500
 MILVUS_MAX_TOPK = 16384
 CHUNKS_SUFFIX = "_chunks"
+# BM25 parameters, given to Milvus and used by the in-memory index alike: Milvus Lite's
+# defaults (a Milvus server's default k1 is 1.2).
+BM25_K1 = 1.5
+BM25_B = 0.75
 _DELETE_BATCH = 500
 
 
@@ -54,6 +59,24 @@ class Hit:
     uid: str
     score: float
     chunk: int = 0
+
+
+class CandidateIndex(Protocol):
+    """Where candidates come from: the Milvus collections themselves, or their in-memory
+    copy (retrieval/memory_index.py). Both return one hit per event, best first."""
+
+    def search(
+        self, vector: Vectors, limit: int, where: CandidateFilter | None = None
+    ) -> list[Hit]:
+        """The `limit` events nearest `vector` by cosine (an event scores its best chunk,
+        description chunks less the chunking's dense penalty)."""
+        ...
+
+    def search_lexical(
+        self, query: str, limit: int, where: CandidateFilter | None = None
+    ) -> list[Hit]:
+        """The `limit` best BM25 matches of `query` (positive scores), one per event."""
+        ...
 
 
 class VectorStoreSchemaError(RuntimeError):
@@ -143,6 +166,7 @@ class MilvusVectorStore:
         self.index_type = index_type
         self.chunking = chunking or Chunking()
         self.migrated = False
+        self.generation = 0  # bumped by every write: an in-memory copy of an older one is stale
         if self._client.has_collection(collection) and not _has_current_schema(
             self._client, collection
         ):
@@ -182,7 +206,12 @@ class MilvusVectorStore:
         )
         _add_filter_fields(schema)
         index = self._client.prepare_index_params()
-        index.add_index("sparse", metric_type="BM25", index_type="SPARSE_INVERTED_INDEX")
+        index.add_index(
+            "sparse",
+            metric_type="BM25",
+            index_type="SPARSE_INVERTED_INDEX",
+            params={"bm25_k1": BM25_K1, "bm25_b": BM25_B},
+        )
         self._client.create_collection(self.collection, schema=schema, index_params=index)
 
     def _create_chunks(self) -> None:
@@ -261,12 +290,14 @@ class MilvusVectorStore:
                 {**common, "id": f"{event.uid}#{n}", "chunk": n, "vector": vector.tolist()}
                 for n, vector in enumerate(np.atleast_2d(chunks))
             )
+        self.generation += 1
         self._delete(self.chunks_collection, [e.uid for e in events])
         self._client.upsert(self.chunks_collection, chunk_rows)
         self._client.upsert(self.collection, event_rows)
 
     def delete(self, uids: Sequence[str]) -> None:
         """Remove these events and every chunk of theirs (unknown uids are ignored)."""
+        self.generation += 1
         self._delete(self.collection, uids)
         self._delete(self.chunks_collection, uids)
 
@@ -274,14 +305,17 @@ class MilvusVectorStore:
         for i in range(0, len(uids), _DELETE_BATCH):
             self._client.delete(collection, filter=uid_filter(uids[i : i + _DELETE_BATCH]))
 
-    def search(self, vector: Vectors, limit: int, filter_expr: str = "") -> list[Hit]:
-        """The `limit` events nearest by cosine that satisfy `filter_expr`, best first.
+    def search(
+        self, vector: Vectors, limit: int, where: CandidateFilter | None = None
+    ) -> list[Hit]:
+        """The `limit` events nearest by cosine that pass `where`, best first.
 
         An event scores its best chunk, a description chunk's cosine less
         `chunking.dense_penalty`. Without a penalty Milvus groups the chunks by uid itself;
         with one, chunks are over-fetched and grouped here.
         """
         penalty = self.chunking.dense_penalty
+        filter_expr = where.expr() if where is not None else ""
         if penalty <= 0:
             return self._search_dense(vector, limit, filter_expr, group=True)
         fetch = min(limit * (1 + self.chunking.max_chunks), MILVUS_MAX_TOPK)
@@ -307,7 +341,9 @@ class MilvusVectorStore:
         )
         return [_hit(hit) for hit in result[0]]
 
-    def search_lexical(self, query: str, limit: int, filter_expr: str = "") -> list[Hit]:
+    def search_lexical(
+        self, query: str, limit: int, where: CandidateFilter | None = None
+    ) -> list[Hit]:
         """The `limit` best BM25 matches of `query` (folded and stemmed like the indexed text),
         one per event."""
         text = " ".join(terms(query))
@@ -318,7 +354,7 @@ class MilvusVectorStore:
             data=[text],
             anns_field="sparse",
             limit=limit,
-            filter=filter_expr,
+            filter=where.expr() if where is not None else "",
             output_fields=["uid"],
             search_params={"metric_type": "BM25"},
         )
@@ -338,17 +374,26 @@ class MilvusVectorStore:
 
     def hashes(self) -> dict[str, str]:
         """uid → stored `index_key` of every indexed event: what ingest compares against."""
-        found: dict[str, str] = {}
+        return {row["uid"]: row["content_hash"] for row in self.scan_events(["content_hash"])}
+
+    def scan_events(self, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Every event entity's `uid` and `fields` (the in-memory index loads from this)."""
+        return self._scan(self.collection, ["uid", *fields])
+
+    def scan_chunks(self, fields: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Every chunk entity's `uid`, `chunk` and `fields`."""
+        return self._scan(self.chunks_collection, ["uid", "chunk", *fields])
+
+    def _scan(self, collection: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         with _quiet_iterator_warning():
             iterator = self._client.query_iterator(
-                self.collection, batch_size=5000, filter="", output_fields=["content_hash"]
+                collection, batch_size=5000, filter="", output_fields=fields
             )
             try:
                 while batch := iterator.next():
-                    found.update((row["uid"], row["content_hash"]) for row in batch)
+                    yield from batch
             finally:
                 iterator.close()
-        return found
 
     def count(self) -> int:
         """Indexed events."""

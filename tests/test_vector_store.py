@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient
 
+from retrieval.filters import CandidateFilter
 from retrieval.records import Chunking, Event
 from retrieval.vector_store import MilvusVectorStore, VectorStoreSchemaError
 from tests.conftest import puls_env, run_puls
@@ -98,7 +99,7 @@ def test_one_entity_per_chunk_and_one_hit_per_event(store: MilvusVectorStore) ->
 
     lexical = store.search_lexical("concert", limit=10)
     assert sorted(h.uid for h in lexical) == ["a", "b"] and {h.chunk for h in lexical} == {0}
-    assert store.search(query, limit=10, filter_expr='city_key == "lyon"') == []
+    assert store.search(query, limit=10, where=CandidateFilter(0, cities=("lyon",))) == []
 
 
 def test_an_event_that_shrinks_keeps_no_stale_chunk(store: MilvusVectorStore) -> None:
