@@ -1,13 +1,14 @@
 """Search latency (p50/p95, rerank included) at the real corpus size and at 100k events.
 
     python benchmarks/search_latency.py --store .puls [--sizes 100000] [--repeat 3]
-        [--queries ../shared/eval/retrieval-dev.jsonl]
+        [--queries ../shared/eval/retrieval-dev.jsonl] [--search-index memory,milvus]
 
 The large corpus replicates the real events with jittered dates (±180 days) and
 coordinates (±0.05°), copying their vectors instead of re-embedding them (identical text
 has an identical vector; embedding 100k passages would take over an hour here). Both
-corpora are searched in the same run with the same queries, so their ratio is meaningful
-on a noisy machine. Results: JSON under benchmarks/results/.
+corpora are searched in the same run with the same queries, by each candidate index in turn
+(the in-memory copy, Milvus Lite itself), so their ratios are meaningful on a noisy machine.
+Results: JSON under benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -73,9 +74,12 @@ def load_queries(path: Path | None) -> list[Query]:
 
 
 def measure(retriever: Retriever, queries: list[Query], repeat: int) -> dict[str, Any]:
-    """Wall time of `Retriever.search` (parse, embed, 2 Milvus searches, SQL fetch, rerank),
+    """Wall time of `Retriever.search` (parse, embed, dense + BM25 candidates, SQL fetch, rerank),
     every query embedded afresh (the retriever is opened with its query-vector cache off), and
     the e5 query embedding alone: what a repeated question saves with the cache on."""
+    started = time.perf_counter()
+    retriever.index()  # loads the in-memory copy (PULS_SEARCH_INDEX), as serving's warm-up does
+    index_load_s = time.perf_counter() - started
     for text, now, location in queries:  # warm caches and the query embedder
         retriever.search(text, datetime.fromisoformat(now), location)
     timings, embed = [], []
@@ -89,7 +93,7 @@ def measure(retriever: Retriever, queries: list[Query], repeat: int) -> dict[str
             started = time.perf_counter()
             retriever.embedder.embed_queries([embedded])
             embed.append((time.perf_counter() - started) * 1000)
-    return {**_summary(timings), "embed": _summary(embed)}
+    return {**_summary(timings), "embed": _summary(embed), "index_load_s": round(index_load_s, 2)}
 
 
 def replicate(source: Retriever, target: Retriever, size: int, seed: int = 7) -> None:
@@ -120,26 +124,47 @@ def replicate(source: Retriever, target: Retriever, size: int, seed: int = 7) ->
             batch, batch_vectors = [], []
 
 
-def measure_replicated(
-    real: Retriever, directory: Path, size: int, queries: list[Query], repeat: int
+def _settings(directory: Path, search_index: str = "milvus") -> RetrievalSettings:
+    return RetrievalSettings(
+        data_dir=directory,
+        query_vector_cache=0,
+        search_index=search_index,
+    )
+
+
+def measure_store(
+    directory: Path, indexes: list[str], queries: list[Query], repeat: int
 ) -> dict[str, Any]:
-    """Replicate `real` to `size` events in `directory` (unless a kept store already holds
-    them), then measure it."""
-    settings = RetrievalSettings(data_dir=directory, query_vector_cache=0)
-    big = open_retriever(settings)
+    """Each search index in turn over the same store (one retriever open at a time: a
+    Milvus Lite directory takes one client)."""
+    results: dict[str, Any] = {}
+    for search_index in indexes:
+        retriever = open_retriever(_settings(directory, search_index))
+        try:
+            results["events"] = retriever.vectors.count()
+            results[search_index] = measure(retriever, queries, repeat)
+        finally:
+            close_retriever(retriever)
+    return results
+
+
+def build_replica(store: Path, directory: Path, size: int) -> float | None:
+    """Replicate the store's events to `size` in `directory`, unless a kept store already
+    holds them; the build time in seconds, or None."""
+    big = open_retriever(_settings(directory))
+    if big.vectors.count() >= size:
+        close_retriever(big)
+        return None
     started = time.perf_counter()
-    built = big.vectors.count() < size
-    if built:
-        replicate(real, big, size)
-        # Closed and reopened as after `puls ingest`: closing seals Milvus Lite's growing
-        # segments; searched unsealed, 100k rows took 13 s p50 instead of 0.6 s.
-        close_retriever(big)
-        big = open_retriever(settings)
-    build_s = time.perf_counter() - started
+    real = open_retriever(_settings(store))
     try:
-        return {**measure(big, queries, repeat), "build_s": round(build_s, 1) if built else None}
+        replicate(real, big, size)
     finally:
+        close_retriever(real)
+        # closing seals Milvus Lite's growing segments, as after `puls ingest`: searched
+        # unsealed, 100k rows took 13 s p50 instead of 0.6 s.
         close_retriever(big)
+    return round(time.perf_counter() - started, 1)
 
 
 def _commit() -> str:
@@ -163,27 +188,30 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="keep the replicated stores under this dir (and reuse them)"
     )
+    parser.add_argument(
+        "--search-index",
+        default="memory,milvus",
+        help="candidate indexes to compare, each over the same store (PULS_SEARCH_INDEX)",
+    )
     args = parser.parse_args()
     queries = load_queries(args.queries)
 
-    real = open_retriever(RetrievalSettings(data_dir=args.store, query_vector_cache=0))
+    indexes = [i for i in args.search_index.split(",") if i]
     report: dict[str, Any] = {
         "benchmark": "search_latency",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "queries": len(queries),
-        "dense_query": real.settings.dense_query,
-        "results": {},
+        "dense_query": _settings(args.store).dense_query,
+        "results": {"real": measure_store(args.store, indexes, queries, args.repeat)},
     }
-    report["results"][str(real.events.count())] = measure(real, queries, args.repeat)
     for size in (int(s) for s in args.sizes.split(",") if s):
         with tempfile.TemporaryDirectory() as tmp:
             directory = args.keep / str(size) if args.keep else Path(tmp)
-            report["results"][str(size)] = measure_replicated(
-                real, directory, size, queries, args.repeat
-            )
-    close_retriever(real)
+            build_s = build_replica(args.store, directory, size)
+            measured = measure_store(directory, indexes, queries, args.repeat)
+            report["results"][str(size)] = {**measured, "build_s": build_s}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"search-latency-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
     out.write_text(json.dumps(report, indent=1), encoding="utf-8")

@@ -32,6 +32,9 @@ from retrieval.text import terms
 from retrieval.vector_store import BM25_B, BM25_K1, Hit, MilvusVectorStore
 
 FILTER_FIELDS = ["start_ts", "end_ts", "city_key", "dept", "lat", "lon"]
+# Copying a row out of the vector matrix costs about 7 times reading it in one matrix-vector
+# product (100k × 384 here: 42 ms against 6 ms): below 1/7 of the rows, copy them.
+GATHER_COST = 7
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,10 @@ class MemoryIndex:
             return []
         query = np.asarray(vector, dtype=np.float32)
         query = query / (np.linalg.norm(query) or 1.0)
-        scores = self.chunk_vectors[rows] @ query
+        if rows.size * GATHER_COST < len(self.chunk_events):
+            scores = self.chunk_vectors[rows] @ query  # few rows pass: copy just those
+        else:
+            scores = (self.chunk_vectors @ query)[rows]
         numbers = self.chunk_numbers[rows]
         scores = np.where(numbers > 0, scores - self.dense_penalty, scores)
         owners = self.chunk_events[rows]
