@@ -303,13 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         "--set",
         action="append",
         default=[],
-        metavar="PULS_NAME=VALUE",
-        help="A setting for the stack (repeatable), e.g. PULS_DENSE_QUERY=question.",
+        metavar="NAME=VALUE",
+        help="A setting for the stack (repeatable): PULS_* (e.g. PULS_DENSE_QUERY=question) "
+        "or Ray Serve's RAY_SERVE_* (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1).",
     )
     args = parser.parse_args(argv)
     extra = dict(item.split("=", 1) for item in args.set)
-    if any(not name.startswith("PULS_") for name in extra):
-        parser.error("--set takes PULS_NAME=VALUE")
+    if any(not name.startswith(("PULS_", "RAY_SERVE_")) for name in extra):
+        parser.error("--set takes PULS_NAME=VALUE or RAY_SERVE_NAME=VALUE")
 
     prompts = load_prompts(args.prompts)[: args.limit]
     raw_port, stack_port = _free_port(), _free_port()

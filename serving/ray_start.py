@@ -73,3 +73,14 @@ def start_local_ray(init: Callable[[], object]) -> None:
     ):
         with attempt:
             init()
+
+
+def ray_serve_env(haproxy: bool) -> dict[str, str]:
+    """The Ray Serve variables `puls serve --ray` sets. Ray reads them when its modules are
+    imported, in the driver and in every Ray process it starts (they inherit the driver's
+    environment), so they must be in `os.environ` before `ray.serve` is imported.
+
+    Not RAY_SERVE_THROUGHPUT_OPTIMIZED: it runs each handle's router on the replica's own
+    event loop, and the retriever calls the Embedder and Reranker handles from a worker
+    thread (the ingress replica then failed to start)."""
+    return {"RAY_SERVE_ENABLE_HA_PROXY": "1"} if haproxy else {}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from openai import OpenAI
 from ray import serve
@@ -150,6 +151,11 @@ def _streamed(client: OpenAI) -> list[str]:
     return [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
 
 
+def _descendants(remote: RemoteServer) -> list[psutil.Process]:
+    """The processes `puls serve` started (Ray's, and HAProxy when enabled)."""
+    return psutil.Process(remote.process.pid).children(recursive=True)
+
+
 @pytest.mark.slow
 def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[Path]) -> None:
     """The whole graph of the gpu profile: Ingress → LLM and Ingress → Embedder (0 CPUs
@@ -162,8 +168,10 @@ def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[
         client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
         r = client.chat.completions.create(**JAZZ_REQUEST)  # type: ignore[call-overload]
         pieces = _streamed(client)
+        names = {p.name() for p in _descendants(remote)}
     finally:
         remote.stop()
+    assert "haproxy" not in names  # Serve's own proxy by default
     assert ready["engines"] == {"small": "ray-serve"}  # llama.cpp in the LLM deployment
     citations = r.model_extra["citations"]
     assert citations and {c["uid"] for c in citations} <= ingested_uids(sample_files)
@@ -176,13 +184,21 @@ def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> No
     """With PULS_LLM_URL (vLLM's server in the gpu profile; llama.cpp's own server here) no
     LLM deployment relays the chunks: the ingress streams from the engine itself."""
     with llama_cpp_server() as url:
-        env = puls_env(ingested, PULS_LLM_URL=url, PULS_LLM_MODEL="gemma")
+        # and HAProxy in place of Serve's Python proxy (PULS_RAY_HAPROXY)
+        env = puls_env(ingested, PULS_LLM_URL=url, PULS_LLM_MODEL="gemma", PULS_RAY_HAPROXY="1")
         remote = RemoteServer(env, ray=True, start_timeout_s=300)
+        processes: list[psutil.Process] = []
         try:
             ready = httpx.get(f"{remote.url}/readyz", timeout=10).json()
             client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
             text = "".join(_streamed(client))
+            processes = _descendants(remote)
+            names = {p.name() for p in processes}
         finally:
             remote.stop()
+            for leftover in processes:  # HAProxy outlives a killed Ray (serving/settings.py)
+                if leftover.is_running():
+                    leftover.kill()
+    assert "haproxy" in names
     assert ready["engines"] == {"small": "openai-http"}
     assert text.startswith("Voici") and "jazz" in text.lower()
