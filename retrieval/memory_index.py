@@ -119,7 +119,10 @@ class MemoryIndex:
         events = sorted(store.scan_events(["text", *FILTER_FIELDS]), key=lambda r: r["uid"])
         uids = [row["uid"] for row in events]
         position = {uid: i for i, uid in enumerate(uids)}
-        chunks = [row for row in store.scan_chunks(["vector"]) if row["uid"] in position]
+        chunks = sorted(  # by event, then chunk number: a tie goes to the lowest chunk
+            (row for row in store.scan_chunks(["vector"]) if row["uid"] in position),
+            key=lambda r: (position[r["uid"]], r["chunk"]),
+        )
         vectors = np.asarray([row["vector"] for row in chunks], dtype=np.float32)
         vectors = vectors.reshape(len(chunks), store.dim)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -76,11 +76,6 @@ def candidate_filter(parsed: ParsedQuery) -> CandidateFilter:
     )
 
 
-def milvus_filter(parsed: ParsedQuery) -> str:
-    """The Milvus boolean expression for the parse's time window, places and bounding box."""
-    return candidate_filter(parsed).expr()
-
-
 def _bounding_box(near: Near) -> tuple[float, float, float, float]:
     dlat = near.radius_km / KM_PER_DEGREE_LAT
     dlon = near.radius_km / (KM_PER_DEGREE_LAT * max(math.cos(math.radians(near.lat)), 0.01))

@@ -13,7 +13,7 @@ from retrieval.places import areas, department_of
 from retrieval.query import parse_query
 from retrieval.records import Event
 from retrieval.rerank import FeatureReranker, ScoredEvent, dedupe, is_job_session
-from retrieval.search import milvus_filter, relaxations
+from retrieval.search import candidate_filter, relaxations
 from retrieval.settings import RetrievalSettings
 
 pytestmark = pytest.mark.unit
@@ -53,7 +53,7 @@ def test_departments_and_regions_from_iso_3166() -> None:
 def test_query_areas_become_department_filters() -> None:
     parsed = parse_query("Ateliers vélo dans la Drôme au printemps 2025", NOW, ["Valence"])
     assert parsed.departments == ("26",) and parsed.terms == ("ateli", "velo")
-    assert 'dept in ["26"]' in milvus_filter(parsed)
+    assert 'dept in ["26"]' in candidate_filter(parsed).expr()
     region = parse_query("Concerts d'orgue dans le Grand Est", NOW, [])
     assert "51" in region.departments and region.terms == ("concert", "orgu")
 
