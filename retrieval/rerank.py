@@ -155,13 +155,19 @@ class CrossEncoderReranker:
         return ranked
 
 
+@lru_cache(maxsize=65536)
+def _folded(text: str) -> str:
+    """`fold`, remembered: the same candidates' titles come back request after request."""
+    return fold(text)
+
+
 def dedupe(ranked: Sequence[ScoredEvent]) -> list[ScoredEvent]:
     """Drop near-identical events (same folded title, city and start day), keeping the best."""
     seen: set[tuple[str, str, str]] = set()
     kept = []
     for candidate in ranked:
         event = candidate.event
-        key = (fold(event.title), fold(event.city), event.start.date().isoformat())
+        key = (_folded(event.title), _folded(event.city), event.start.date().isoformat())
         if key not in seen:
             seen.add(key)
             kept.append(candidate)

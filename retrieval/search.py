@@ -202,12 +202,14 @@ class Retriever:
 
     def index(self) -> CandidateIndex:
         """Where candidates come from: Milvus itself, or its in-memory copy, (re)loaded
-        when the store was written since (`PULS_SEARCH_INDEX`)."""
+        when the store was written since (`PULS_SEARCH_INDEX`); with the copy, the event
+        records are read from memory too (`EventStore.hold_in_memory`)."""
         if self.settings.resolved_search_index() == "milvus":
             return self.vectors
         with self._lock:
             if self._memory is None or self._memory.generation != self.vectors.generation:
                 self._memory = MemoryIndex.load(self.vectors)
+                self.events.hold_in_memory()  # the candidates' records, read with the copy
             return self._memory
 
     def warm_up(self) -> None:
