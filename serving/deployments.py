@@ -87,8 +87,14 @@ class ServeLLM:
     async def stream(self, prompt: str, params: SamplingParams) -> AsyncIterator[Chunk]:
         chunks = self._handle.options(stream=True).stream.remote(prompt, params)
         assert isinstance(chunks, DeploymentResponseGenerator)
-        async for chunk in chunks:
-            yield chunk
+        finished = False
+        try:
+            async for chunk in chunks:
+                yield chunk
+            finished = True
+        finally:
+            if not finished:  # the client went away, or the intro was discarded: stop it
+                chunks.cancel()
 
 
 @serve.deployment(name=EMBEDDER_DEPLOYMENT)
