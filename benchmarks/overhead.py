@@ -15,9 +15,13 @@ request; alternating across questions gives both the same, shared few-shot prefi
 
 TTFT is the first token the model generated: for the stack, the first content chunk after
 the "Voici" prefix, which the stack sends before generating (reported apart as
-`first_byte`). Error events and streams without `[DONE]` count as failures. The stack's own
-stage histograms (`/metrics`) say what the overhead is made of. JSON goes to
-benchmarks/results/overhead-<utc>.json.
+`first_byte`). Each row says how many events the answer cites. Error events and streams
+without `[DONE]` count as failures. The stack's own stage histograms (`/metrics`) say what
+the overhead is made of. JSON goes to benchmarks/results/overhead-<utc>.json.
+
+The stack is asked each question once before the measured rounds, so its query vector comes
+from the LRU; `--set PULS_QUERY_VECTOR_CACHE=0` embeds every request afresh, as a new
+question would be.
 """
 
 from __future__ import annotations
@@ -176,15 +180,16 @@ def _dist_ms(values: list[float]) -> dict[str, float]:
     }
 
 
-def _plan(client: httpx.Client, stack: str, prompts: list[Prompt]) -> list[tuple[Prompt, str]]:
-    """The questions whose answers involve the model, each with the stack's exact prompt."""
+def _plan(client: httpx.Client, stack: str, prompts: list[Prompt]) -> list[tuple[Prompt, str, int]]:
+    """The questions whose answers involve the model, each with the stack's exact prompt and
+    the number of events it cites."""
     planned = []
     for question in prompts:
         r = client.post(f"{stack}/v1/chat/completions", json=_stack_body(question, stream=False))
         r.raise_for_status()
-        citations = r.json()["citations"]
-        if citations:  # no event → a fixed reply, the model is not called
-            planned.append((question, intro_prompt(question.query, len(citations))))
+        count = len(r.json()["citations"])
+        if count:  # no event → a fixed reply, the model is not called
+            planned.append((question, intro_prompt(question.query, count), count))
     return planned
 
 
@@ -194,7 +199,7 @@ def measure(stack: str, raw: str, prompts: list[Prompt], rounds: int) -> dict[st
         planned = _plan(client, stack, prompts)
         before = _stage_sums(stack)
         for r in range(rounds):
-            for i, (question, prompt) in enumerate(planned):
+            for i, (question, prompt, count) in enumerate(planned):
                 system = "raw" if (i + r) % 2 == 0 else "stack"
                 if system == "raw":
                     t = _stream(client, f"{raw}/completions", _raw_body(prompt))
@@ -209,6 +214,7 @@ def measure(stack: str, raw: str, prompts: list[Prompt], rounds: int) -> dict[st
                         "prompt_id": question.id,
                         "system": system,
                         "round": r,
+                        "events": count,
                         "ttft_s": first - t["sent"],
                         "first_byte_s": first_byte - t["sent"],
                         "e2e_s": t["done"] - t["sent"],
