@@ -5,6 +5,7 @@ background, so `/healthz` answers at once and `/readyz` turns green when the mod
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -62,6 +63,7 @@ async def warm_up(
         app.state.warm_up_error = f"{type(exc).__name__}: {exc}"
         log.exception("warm-up failed")
         return
+    freeze_startup_objects()
     app.state.ready = True
     log.info(
         "ready in %.1f s (%d events indexed, engines: %s)",
@@ -69,6 +71,15 @@ async def warm_up(
         retriever.events.count(),
         ", ".join(engines),
     )
+
+
+def freeze_startup_objects() -> None:
+    """Put what is alive after warm-up (libraries, models, indexes, the event copy: ~200k
+    objects) out of the cyclic garbage collector's reach. A full collection over them took
+    77-90 ms here, a pause any request could land on; they live as long as the process.
+    vLLM does the same after start-up (`vllm.utils.gc_utils.freeze_gc_heap`)."""
+    gc.collect()
+    gc.freeze()
 
 
 def build_engines(settings: ServingSettings) -> dict[str, LLM]:
