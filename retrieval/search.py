@@ -32,6 +32,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Literal
 
+from threadpoolctl import threadpool_limits
+
 from retrieval.embedder import Embedder, Vectors
 from retrieval.event_store import EventStore
 from retrieval.filters import CandidateFilter
@@ -210,6 +212,8 @@ class Retriever:
             if self._memory is None or self._memory.generation != self.vectors.generation:
                 self._memory = MemoryIndex.load(self.vectors)
                 self.events.hold_in_memory()  # the candidates' records, read with the copy
+                # process-wide: OpenBLAS's pthreads pool is shared by every thread
+                threadpool_limits(self.settings.search_threads, user_api="blas")
             return self._memory
 
     def warm_up(self) -> None:

@@ -41,6 +41,13 @@ class RetrievalSettings(BaseSettings):
         "docs/adr/0005 decision 9). milvus: Milvus's own indexes. auto: memory for a Milvus "
         "Lite file, milvus for a server.",
     )
+    search_threads: int = Field(
+        1,
+        ge=1,
+        description="BLAS threads of the in-memory index's dense product. 1: after each "
+        "search OpenBLAS's idle threads spin for ~100 ms, on the cores llama.cpp prefills "
+        "with (docs/benchmarks.md); 2 halves the product at 100k events (24 → 12 ms).",
+    )
     top_k: int = Field(5, ge=1, le=50, description="Events returned to the caller.")
     candidates: int = Field(
         100, ge=1, le=1000, description="Candidates fetched from each of dense and BM25 search."

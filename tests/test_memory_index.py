@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from retrieval import RetrievalSettings, close_retriever, open_retriever
 from retrieval.filters import CandidateFilter
@@ -168,6 +169,19 @@ def test_a_write_to_the_store_reloads_the_index(tmp_path: Path) -> None:
     milvus = RetrievalSettings(data_dir=tmp_path, search_index="auto", milvus_uri="http://m:19530")
     assert milvus.resolved_search_index() == "milvus"
     assert RetrievalSettings(data_dir=tmp_path).resolved_search_index() == "memory"
+
+
+def test_loading_the_index_caps_blas_threads(tmp_path: Path) -> None:
+    """OpenBLAS's idle threads spin after each product, on the cores llama.cpp needs."""
+    settings = RetrievalSettings(data_dir=tmp_path, search_index="memory", search_threads=1)
+    retriever = open_retriever(settings, embedder=_FixedEmbedder())
+    try:
+        with threadpool_limits(2, user_api="blas"):  # restored after the test
+            retriever.index()
+            blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+            assert blas and set(blas) == {1}
+    finally:
+        close_retriever(retriever)
 
 
 class _FixedEmbedder:
