@@ -93,7 +93,7 @@ class ServeLLM:
                 yield chunk
             finished = True
         finally:
-            if not finished:  # the client went away, or the intro was discarded: stop it
+            if not finished:  # the client went away: stop generating for it
                 chunks.cancel()
 
 
