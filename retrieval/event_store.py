@@ -108,19 +108,20 @@ class EventStore:
     def __init__(self, url: str) -> None:
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         Base.metadata.create_all(self.engine)
-        self._copy: dict[str, Event] | None = None  # see `hold_in_memory`
+        self._copy: dict[str, tuple[str, Event]] | None = None  # see `hold_in_memory`
 
     def hold_in_memory(self) -> None:
-        """Answer `get` from a copy of every event taken now, until this store's next write.
+        """Keep a copy of every event (with its content hash) to answer `get` from.
 
-        For the embedded profile, whose one process owns its stores and searches an
-        in-memory copy of the vector store already (retrieval/memory_index.py): reading the
-        ~150 candidates of a search from SQLite took 3-4 ms of its ~10 ms after the query
-        embedding. A process that shares the database with writers elsewhere (PostgreSQL
-        beside a Milvus server) does not call it: it would not see their writes."""
+        For the embedded profile, which searches an in-memory copy of the vector store
+        already (retrieval/memory_index.py): building ~150 candidate events from SQLite rows
+        took 3-4 ms of a search's ~10 ms after the query embedding. `get` still asks the
+        database for the candidates' content hashes, so a change written by anyone (an
+        ingest in another process) is read afresh, and a deleted event is gone."""
         table = EventRow.__table__
         with self.engine.connect() as conn:
-            self._copy = {row.uid: _to_event(row) for row in conn.execute(select(table))}
+            rows = conn.execute(select(table))
+            self._copy = {row.uid: (row.content_hash, _to_event(row)) for row in rows}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -139,7 +140,6 @@ class EventStore:
     def upsert(self, events: Iterable[Event]) -> int:
         """Insert or replace events by uid; returns how many were written."""
         written = 0
-        self._copy = None  # the copy no longer holds; reads go to the database again
         with Session(self.engine) as session, session.begin():
             for event in events:
                 session.merge(EventRow(**_row_values(event)))
@@ -150,16 +150,28 @@ class EventStore:
         """The stored events among `uids`, keyed by uid (unknown uids are absent).
 
         Plain rows, not ORM objects: a search reads ~150 candidates, and building and
-        tracking ORM instances for them took half its time once the query was embedded."""
+        tracking ORM instances for them took half its time once the query was embedded.
+        With `hold_in_memory`, only the content hashes are read; events whose hash the copy
+        holds come from it."""
         if not uids:
             return {}
         copy = self._copy
-        if copy is not None:
-            return {uid: copy[uid] for uid in uids if uid in copy}
+        if copy is None:
+            return {uid: event for uid, (_, event) in self._read(uids).items()}
+        table = EventRow.__table__
+        with self.engine.connect() as conn:
+            query = select(table.c.uid, table.c.content_hash).where(table.c.uid.in_(list(uids)))
+            current = dict(conn.execute(query).tuples().all())
+        changed = [uid for uid, digest in current.items() if copy.get(uid, ("",))[0] != digest]
+        copy.update(self._read(changed) if changed else {})
+        return {uid: copy[uid][1] for uid in uids if uid in current and uid in copy}
+
+    def _read(self, uids: Sequence[str]) -> dict[str, tuple[str, Event]]:
+        """uid → (content hash, event), from the database."""
         table = EventRow.__table__
         with self.engine.connect() as conn:
             rows = conn.execute(select(table).where(table.c.uid.in_(list(uids))))
-            return {row.uid: _to_event(row) for row in rows}
+            return {row.uid: (row.content_hash, _to_event(row)) for row in rows}
 
     def cities(self) -> list[str]:
         """Distinct non-empty city names: the embedded profile's place gazetteer."""

@@ -217,11 +217,12 @@ class Retriever:
             return self._memory
 
     def warm_up(self) -> None:
-        """Load the gazetteer, term statistics and candidate index and embed once, so the
-        first request pays no start-up cost."""
+        """Load the gazetteer, candidate index and term statistics and embed once, so the
+        first request pays no start-up cost. The index first: with the in-memory copy the
+        title statistics read its events instead of the database again."""
         self.cities()
-        self.titles()
         self.index()
+        self.titles()
         self.embedder.embed_queries(["concert"])
 
     def parse(
