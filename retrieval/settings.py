@@ -46,7 +46,7 @@ class RetrievalSettings(BaseSettings):
         ge=1,
         description="BLAS threads of the in-memory index's dense product. 1: after each "
         "search OpenBLAS's idle threads spin for ~100 ms, on the cores llama.cpp prefills "
-        "with (docs/benchmarks.md); 2 halves the product at 100k events (24 → 12 ms).",
+        "with (docs/benchmarks.md); 2 halve the product (100k × 384: 13 → 7 ms).",
     )
     top_k: int = Field(5, ge=1, le=50, description="Events returned to the caller.")
     candidates: int = Field(
