@@ -67,6 +67,7 @@ def open_embedder(settings: RetrievalSettings) -> Embedder:
         device=settings.embedder_device,
         query_prefix=settings.embedder_query_prefix,
         passage_prefix=settings.embedder_passage_prefix,
+        dtype=settings.embedder_dtype,
     )
 
 
@@ -76,7 +77,12 @@ def open_reranker(settings: RetrievalSettings) -> Reranker:
     if settings.reranker == "features":
         return FeatureReranker(settings)
     assert settings.reranker_model is not None
-    return CrossEncoderReranker(settings.reranker_model, settings, device=settings.reranker_device)
+    return CrossEncoderReranker(
+        settings.reranker_model,
+        settings,
+        device=settings.reranker_device,
+        dtype=settings.reranker_dtype,
+    )
 
 
 def open_retriever(

@@ -63,11 +63,18 @@ class E5Embedder:
             return np.atleast_2d(np.asarray(self._loaded().passage(texts), dtype=np.float32))
 
 
+def dtype_kwargs(dtype: str | None) -> dict[str, Any] | None:
+    """`model_kwargs` that load a sentence-transformers model in `dtype` (transformers 5
+    reads `dtype`); None keeps the library's float32."""
+    return {"dtype": dtype} if dtype else None
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model; loaded on first use (a GPU model takes seconds).
 
     `query_prefix` / `passage_prefix` are what the model was trained with ("query: " and
-    "passage: " for e5, nothing for BGE-M3)."""
+    "passage: " for e5, nothing for BGE-M3). `dtype` float16 halves a GPU's work per token
+    (docs/benchmarks.md, gpu stages)."""
 
     def __init__(
         self,
@@ -76,9 +83,11 @@ class SentenceTransformerEmbedder:
         query_prefix: str = "",
         passage_prefix: str = "",
         batch_size: int = 32,
+        dtype: str | None = None,
     ) -> None:
         self.model_name = model
         self.device = device
+        self.dtype = dtype
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
         self.batch_size = batch_size
@@ -90,7 +99,9 @@ class SentenceTransformerEmbedder:
             if self._model is None:
                 from sentence_transformers import SentenceTransformer
 
-                self._model = SentenceTransformer(self.model_name, device=self.device)
+                self._model = SentenceTransformer(
+                    self.model_name, device=self.device, model_kwargs=dtype_kwargs(self.dtype)
+                )
             return self._model
 
     @property

@@ -15,6 +15,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 
+from retrieval.embedder import dtype_kwargs
 from retrieval.query import ParsedQuery
 from retrieval.records import Event
 from retrieval.settings import RetrievalSettings
@@ -120,6 +121,13 @@ class FeatureReranker:
         return ranked
 
 
+def load_cross_encoder(model: str, device: str | None, dtype: str | None) -> Any:
+    """A sentence-transformers `CrossEncoder` from a local directory or hub id."""
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(model, device=device, model_kwargs=dtype_kwargs(dtype))
+
+
 class CrossEncoderReranker:
     """A sentence-transformers `CrossEncoder` (e.g. BAAI/bge-reranker-v2-m3 on a GPU) scores
     (query, passage) pairs; place, time and job features are added as in `FeatureReranker`.
@@ -127,11 +135,15 @@ class CrossEncoderReranker:
     `model` is a local directory or a hub id; with HF_HUB_OFFLINE=1 it must be on disk.
     """
 
-    def __init__(self, model: str | Any, settings: RetrievalSettings, device: str | None = None):
+    def __init__(
+        self,
+        model: str | Any,
+        settings: RetrievalSettings,
+        device: str | None = None,
+        dtype: str | None = None,
+    ):
         if isinstance(model, str):
-            from sentence_transformers import CrossEncoder
-
-            model = CrossEncoder(model, device=device)
+            model = load_cross_encoder(model, device, dtype)
         self.model = model
         self.settings = settings
 

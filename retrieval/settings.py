@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from retrieval.records import Chunking
 
 DEFAULT_COLLECTION = "puls_events"
+ModelDtype = Literal["float32", "float16", "bfloat16"]
+"""Weights' dtype of a sentence-transformers model (GPU: float16 or bfloat16)."""
 
 
 class RetrievalSettings(BaseSettings):
@@ -101,6 +103,11 @@ class RetrievalSettings(BaseSettings):
     embedder_device: str | None = Field(
         None, description="sentence-transformers device (cuda, cpu); unset = its own choice."
     )
+    embedder_dtype: ModelDtype | None = Field(
+        None,
+        description="sentence-transformers weights' dtype; unset = the library's float32. "
+        "float16 on a GPU (docs/benchmarks.md, gpu stages).",
+    )
     embedder_query_prefix: str = Field(
         "", description="Prepended to queries (e5 models want 'query: '; BGE-M3 nothing)."
     )
@@ -123,6 +130,9 @@ class RetrievalSettings(BaseSettings):
         None, description="Cross-encoder: a local directory or a hub id (BAAI/bge-reranker-v2-m3)."
     )
     reranker_device: str | None = Field(None, description="Cross-encoder device (cuda, cpu).")
+    reranker_dtype: ModelDtype | None = Field(
+        None, description="Cross-encoder weights' dtype; unset = float32. float16 on a GPU."
+    )
     parse_refiner: Literal["none", "llm"] = Field(
         "none",
         description="none: the deterministic parser alone (default, and the fallback). llm: an "

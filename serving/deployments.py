@@ -35,7 +35,7 @@ from puls.settings import Settings, load_settings
 from retrieval import RetrievalSettings, Retriever, open_retriever
 from retrieval.build import ConfigError, open_embedder
 from retrieval.embedder import Vectors
-from retrieval.rerank import CrossEncoderReranker
+from retrieval.rerank import CrossEncoderReranker, load_cross_encoder
 from serving.app import create_app
 from serving.llm import LLM, build_large_llm, build_llm
 from serving.llm.protocol import Chunk, SamplingParams
@@ -142,10 +142,11 @@ class RerankerDeployment:
     """Owns the cross-encoder (e.g. BAAI/bge-reranker-v2-m3 on a GPU) and scores pairs."""
 
     def __init__(self, settings: RetrievalSettings) -> None:
-        from sentence_transformers import CrossEncoder
-
         check_reranker_deployment(settings)
-        self.model = CrossEncoder(settings.reranker_model, device=settings.reranker_device)
+        assert settings.reranker_model is not None
+        self.model = load_cross_encoder(
+            settings.reranker_model, settings.reranker_device, settings.reranker_dtype
+        )
 
     def predict(self, pairs: list[tuple[str, str]]) -> list[float]:
         return [float(score) for score in self.model.predict(pairs)]

@@ -69,3 +69,28 @@ def test_the_reranker_is_chosen_by_configuration(tiny_cross_encoder: Path) -> No
     assert isinstance(chosen, CrossEncoderReranker)
     with pytest.raises(ConfigError, match="PULS_RERANKER_MODEL"):
         open_reranker(RetrievalSettings(reranker="cross-encoder"))
+
+
+def test_the_configured_dtype_loads_the_weights_in_it(tiny_cross_encoder: Path) -> None:
+    """float16/bfloat16 on a GPU halve the work per token (docs/benchmarks.md, gpu stages)."""
+    import torch
+
+    from retrieval.build import open_reranker
+
+    def reranker(dtype: str | None) -> CrossEncoderReranker:
+        settings = RetrievalSettings(
+            reranker="cross-encoder",
+            reranker_model=str(tiny_cross_encoder),
+            reranker_device="cpu",
+            reranker_dtype=dtype,
+        )
+        chosen = open_reranker(settings)
+        assert isinstance(chosen, CrossEncoderReranker)
+        return chosen
+
+    full, half = reranker(None), reranker("bfloat16")
+    assert {p.dtype for p in full.model.parameters()} == {torch.float32}
+    assert {p.dtype for p in half.model.parameters()} == {torch.bfloat16}
+    pairs = [("concert de jazz", "concert jazz"), ("concert de jazz", "expo orgue")]
+    full_scores, half_scores = full.model.predict(pairs), half.model.predict(pairs)
+    assert half_scores == pytest.approx(full_scores, abs=0.05)

@@ -52,6 +52,26 @@ def test_prefixes_are_applied_per_side(tiny_model: Path) -> None:
     assert np.allclose(prefixed.embed_queries(text), plain.embed_queries(["query: concert jazz"]))
 
 
+def test_the_configured_dtype_rounds_the_vectors_but_returns_float32(tiny_model: Path) -> None:
+    """bfloat16 weights (PULS_EMBEDDER_DTYPE) give vectors a little off the float32 ones,
+    still float32 arrays of unit length for Milvus and the in-memory index."""
+    from retrieval.build import open_embedder
+
+    def vectors(dtype: str | None) -> np.ndarray:
+        settings = RetrievalSettings(
+            embedder="sentence-transformers",
+            embedder_model=str(tiny_model),
+            embedder_device="cpu",
+            embedder_dtype=dtype,
+        )
+        return open_embedder(settings).embed_passages(["concert jazz paris", "atelier poterie"])
+
+    full, half = vectors(None), vectors("bfloat16")
+    assert half.dtype == np.float32 and np.allclose(np.linalg.norm(half, axis=1), 1.0, atol=1e-2)
+    assert not np.array_equal(full, half)
+    assert np.allclose(full, half, atol=0.05)
+
+
 def test_configured_embedder_fills_and_searches_its_own_collection(
     tiny_model: Path, tmp_path: Path
 ) -> None:
