@@ -67,6 +67,7 @@ def open_embedder(settings: RetrievalSettings) -> Embedder:
         device=settings.embedder_device,
         query_prefix=settings.embedder_query_prefix,
         passage_prefix=settings.embedder_passage_prefix,
+        batch_size=settings.embedder_batch_size,
         dtype=settings.embedder_dtype,
     )
 

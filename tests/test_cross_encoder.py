@@ -94,3 +94,37 @@ def test_the_configured_dtype_loads_the_weights_in_it(tiny_cross_encoder: Path) 
     pairs = [("concert de jazz", "concert jazz"), ("concert de jazz", "expo orgue")]
     full_scores, half_scores = full.model.predict(pairs), half.model.predict(pairs)
     assert half_scores == pytest.approx(full_scores, abs=0.05)
+
+
+class RecordingModel:
+    """The tiny cross-encoder, keeping the pairs it was asked to score."""
+
+    def __init__(self, model: object) -> None:
+        self.model = model
+        self.pairs: list[tuple[str, str]] = []
+
+    def predict(self, pairs: list[tuple[str, str]]) -> list[float]:
+        self.pairs += pairs
+        return list(self.model.predict(pairs))  # type: ignore[attr-defined]
+
+
+def test_only_the_feature_rankings_head_is_cross_encoded(tiny_cross_encoder: Path) -> None:
+    """`reranker_depth` bounds the GPU work: the best candidates by features are scored by
+    the model, the others follow them in feature order."""
+    from retrieval.rerank import FeatureReranker, load_cross_encoder
+
+    settings = RetrievalSettings(reranker_depth=2, weight_geo=100.0)
+    model = RecordingModel(load_cross_encoder(str(tiny_cross_encoder), "cpu", None))
+    reranker = CrossEncoderReranker(model, settings)
+    parsed = parse_query("concert près de moi", NOW, [], location=(48.86, 2.34))
+    titles = ["concert jazz", "atelier poterie", "expo orgue", "concert orgue"]
+    candidates = [
+        candidate(f"d{d}", t, distance=d) for d, t in zip([4, 1, 3, 2], titles, strict=True)
+    ]
+    by_features = [c.event.uid for c in FeatureReranker(settings).rerank(parsed, candidates)]
+    assert by_features == ["d1", "d2", "d3", "d4"]  # nearest first, geo dominating
+    ranked = [c.event.uid for c in reranker.rerank(parsed, candidates)]
+    assert sorted(model.pairs) == sorted(
+        (parsed.text, c.event.passage()) for c in candidates if c.event.uid in {"d1", "d2"}
+    )
+    assert sorted(ranked[:2]) == ["d1", "d2"] and ranked[2:] == ["d3", "d4"]
