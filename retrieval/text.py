@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from functools import lru_cache
 
 import snowballstemmer
 
@@ -34,8 +35,12 @@ def fold(text: str) -> str:
     return " ".join(_WORD.findall(bare))
 
 
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """Snowball French stem of a folded word ('concerts' → 'concert', 'festivaux' → 'festival')."""
+    """Snowball French stem of a folded word ('concerts' → 'concert', 'festivaux' → 'festival').
+
+    Remembered: the dev queries' ~7 words took 0.3 ms through Snowball, ~6 % of a search
+    whose query vector is cached (5 ms p50 on the 5k store); a remembered word takes ~0.1 µs."""
     stemmer = getattr(_LOCAL, "stemmer", None)
     if stemmer is None:  # Snowball stemmers keep state per call: one per thread
         stemmer = _LOCAL.stemmer = snowballstemmer.stemmer("french")
