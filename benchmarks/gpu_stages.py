@@ -7,6 +7,8 @@ bge-reranker-v2-m3's shape.
         --queries ../shared/eval/retrieval-dev.jsonl --out .gpu
     # on the GPU machine
     python -m benchmarks.gpu_stages run --inputs .gpu --device cuda --out results.json
+    # on the GPU machine: the trunk's forward pass, eager vs replayed from a CUDA graph
+    python -m benchmarks.gpu_stages floor --dtype float16
 
 No weights can be downloaded. Both models are XLM-RoBERTa-large (24 layers, 1024 wide,
 250,002 tokens: BGE-M3 and bge-reranker-v2-m3 alike) with random weights: the same compute
@@ -376,6 +378,57 @@ def _rerank(
     return result
 
 
+def _cuda_ms(call: Any, repeat: int) -> list[float]:
+    import torch
+
+    timings = []
+    for _ in range(repeat):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        call()
+        torch.cuda.synchronize()
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+def launch_floor(
+    dtype: str, shapes: dict[str, tuple[int, int]], repeat: int, layers: int
+) -> dict[str, Any]:
+    """The XLM-R-large trunk's forward pass at fixed (batch, tokens) shapes, launched from
+    Python as sentence-transformers does, then replayed from a CUDA graph (what vLLM does
+    for embedding and score models): how much of a stage is launching kernels."""
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    config = XLMRobertaConfig(**{**XLMR_LARGE, "num_hidden_layers": layers}, num_labels=1)
+    model = XLMRobertaForSequenceClassification(config).to("cuda", getattr(torch, dtype)).eval()
+    result: dict[str, Any] = {"dtype": dtype, "device": torch.cuda.get_device_name()}
+    for name, (batch, tokens) in shapes.items():
+        ids = torch.randint(5, 4000, (batch, tokens), device="cuda")
+        with torch.inference_mode():
+            forward = partial(model, input_ids=ids)
+            for _ in range(3):
+                forward()
+            eager = _cuda_ms(forward, repeat)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    forward()
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                forward()
+            replay = _cuda_ms(graph.replay, repeat)
+        result[name] = {
+            "batch": batch,
+            "tokens": tokens,
+            "eager": _summary(eager),
+            "cuda_graph": _summary(replay),
+        }
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -396,7 +449,23 @@ def main() -> None:
     rn.add_argument("--layers", type=int, default=24, help="Fewer only to try the script out.")
     rn.add_argument("--limit-events", type=int, default=None)
     rn.add_argument("--out", type=Path, default=None)
+    fl = sub.add_parser("floor", help="Eager vs CUDA-graph forward passes (on the GPU).")
+    fl.add_argument("--dtype", default="float16")
+    fl.add_argument("--repeat", type=int, default=50)
+    fl.add_argument("--layers", type=int, default=24)
+    fl.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.command == "floor":
+        # the dev queries' median and longest query (11 and 21 tokens with the calibrated
+        # tokenizer), and a 30-pair rerank batch padded to its median and longest (117, 173)
+        shapes = {"query": (1, 11), "query_long": (1, 21), "rerank_30": (30, 117),
+                  "rerank_30_long": (30, 173)}  # fmt: skip
+        floor = launch_floor(args.dtype, shapes, args.repeat, args.layers)
+        text = json.dumps(floor, indent=2) + "\n"
+        if args.out:
+            args.out.write_text(text, "utf-8")
+        print(text)
+        return
     if args.command == "export":
         sizes = [int(v) for v in args.vocab_sizes.split(",")]
         export(args.store, args.queries, args.out, sizes)
