@@ -18,8 +18,9 @@ events' own texts, sized so that its token counts match XLM-R's (counted by `nan
 multilingual-e5-small uses the XLM-R vocabulary); the result records the ratio.
 
 The reranker is timed on what the stack hands it: `export` runs the real retriever on the
-store and keeps each dev query's parsed form and scored candidates (up to `candidates` from
-each of dense and BM25 search), so depths and passage lengths are the real ones.
+store and keeps the parsed query and scored candidates of every rerank the dev queries make
+(up to `candidates` from each of dense and BM25 search; a query that relaxes its filters
+reranks again), so depths and passage lengths are the real ones.
 """
 
 from __future__ import annotations
@@ -143,7 +144,6 @@ def export(store: Path, queries: Path, out: Path, vocab_sizes: Sequence[int]) ->
     finally:
         close_retriever(retriever)
     texts = [t for event_chunks in chunks for t in event_chunks]
-    pairs_sample = [c.event.passage() for _, cands in recorder.seen for c in cands][:2000]
     sample = texts[:: max(1, len(texts) // 2000)] + [q for q, _, _ in asked]
     truth = _xlmr_counts(sample)
     best: tuple[float, int] | None = None
@@ -168,14 +168,13 @@ def export(store: Path, queries: Path, out: Path, vocab_sizes: Sequence[int]) ->
                     "tokens_vs_xlmr": round(best[0], 3),
                     "xlmr_mean_tokens_per_chunk": round(statistics.mean(truth), 1),
                     "calibrated_on": len(sample),
-                    "candidate_passages_seen": len(pairs_sample),
                 },
             },
             ensure_ascii=False,
         ))  # fmt: skip
     with gzip.open(out / "rerank_inputs.pkl.gz", "wb") as f:
-        pickle.dump(recorder.seen[-len(asked) :], f)
-    print(f"{len(asked)} queries, {len(chunks)} events, {len(texts)} texts -> {out}")
+        pickle.dump(recorder.seen, f)  # a query that relaxes its filters reranks again
+    print(f"{len(recorder.seen)} reranks, {len(chunks)} events, {len(texts)} texts -> {out}")
 
 
 # --- run (on the GPU machine) ---------------------------------------------------------------
@@ -265,8 +264,8 @@ def run_stages(
         },
         "model_shape": {**XLMR_LARGE, "num_hidden_layers": layers},
         "tokenizer": texts["tokenizer"],
-        "queries": len(rerank_inputs),
-        "candidates_per_query": {
+        "rerank_calls": len(rerank_inputs),
+        "candidates_per_call": {
             "p50": statistics.median(len(c) for _, c in rerank_inputs),
             "max": max(len(c) for _, c in rerank_inputs),
         },
@@ -278,7 +277,7 @@ def run_stages(
         report["model_build_s"] = round(time.perf_counter() - started, 1)
         for dtype in dtypes:
             torch.cuda.reset_peak_memory_stats() if device == "cuda" else None
-            queries = [parsed.text for parsed, _ in rerank_inputs]
+            queries = list(dict.fromkeys(parsed.text for parsed, _ in rerank_inputs))
             embedding = _embedding(
                 dtype, device, str(embedder_dir), queries, flat, len(chunks), repeat, batch_sizes
             )
