@@ -121,6 +121,11 @@ def _vllm_container(docs: list[Manifest]) -> Manifest:
     return container
 
 
+def _vllm_pod(docs: list[Manifest]) -> Manifest:
+    spec: Manifest = _deployment(docs, "vllm")["spec"]["template"]["spec"]
+    return spec
+
+
 def _has_component(docs: list[Manifest], component: str) -> bool:
     return any(
         d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == component
@@ -383,6 +388,17 @@ def test_chart_renders_a_secret_only_when_asked() -> None:
         ({"config": {"LLM_URL": "http://x/v1"}}, "only PULS_* settings"),
         ({"llm": {"backend": "rayservice"}}, "renders no engine"),
         ({"secret": {"create": True}}, "PULS_DATABASE_URL is required"),
+        (
+            {
+                "retrievalModels": {"enabled": True},
+                "llm": {"backend": "none", "url": "http://x/v1"},
+            },
+            "retrievalModels reads the models volume",
+        ),
+        (
+            {"retrievalModels": {"enabled": True, "embedderPath": "BAAI/bge-m3"}},
+            "is not under /models/",
+        ),
     ],
 )
 def test_chart_refuses_values_that_cannot_work(values: dict[str, Any], message: str) -> None:
@@ -396,6 +412,51 @@ def test_chart_points_at_an_external_engine_without_deploying_vllm() -> None:
     assert _config(docs)["PULS_LLM_URL"] == "http://engine.example:8000/v1"
     assert not _has_component(docs, "vllm")
     assert not _of_kind(docs, "PersistentVolumeClaim")
+
+
+def test_chart_runs_the_retrieval_models_on_a_gpu_when_asked() -> None:
+    """retrievalModels: BGE-M3 and the cross-encoder in float16 on one GPU per API pod, the
+    ingest Job embedding with the same model, both reading the weights volume (docs/adr/0008)."""
+    docs = _render_chart({"retrievalModels": {"enabled": True}, "ingest": {"enabled": True}})
+    config = _config(docs)
+    assert config["PULS_EMBEDDER"] == "sentence-transformers"
+    assert config["PULS_RERANKER"] == "cross-encoder"
+    assert config["PULS_EMBEDDER_DTYPE"] == config["PULS_RERANKER_DTYPE"] == "float16"
+    assert set(config) <= _settings_variables() | {"PULS_DATA_DIR"}
+    models = {
+        key.removeprefix("PULS_").lower(): value
+        for key, value in config.items()
+        if key.startswith(("PULS_EMBEDDER", "PULS_RERANKER"))
+    }
+    RetrievalSettings(**models)  # the values parse as the app will parse them
+    (claim,) = _of_kind(docs, "PersistentVolumeClaim")
+    (job,) = _of_kind(docs, "Job")
+    for owner in (_deployment(docs, "api"), job):
+        spec = owner["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert spec["nodeSelector"] == _vllm_pod(docs)["nodeSelector"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "models"]
+        assert mount["readOnly"] and config["PULS_EMBEDDER_MODEL"].startswith(mount["mountPath"])
+        (volume,) = [v for v in spec["volumes"] if v["name"] == "models"]
+        assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+
+def test_chart_keeps_the_api_on_the_cpu_by_default() -> None:
+    docs = _render_chart({"ingest": {"enabled": True}})
+    assert "PULS_EMBEDDER" not in _config(docs)
+    for spec in (
+        _deployment(docs, "api")["spec"]["template"]["spec"],
+        _of_kind(docs, "Job")[0]["spec"]["template"]["spec"],
+    ):
+        assert "nvidia.com/gpu" not in str(spec["containers"][0]["resources"])
+        assert "models" not in {v["name"] for v in spec["volumes"]}
+
+
+def test_chart_can_keep_the_feature_reranker_beside_a_gpu_embedder() -> None:
+    config = _config(_render_chart({"retrievalModels": {"enabled": True, "rerankerPath": ""}}))
+    assert config["PULS_EMBEDDER"] == "sentence-transformers"
+    assert not any(key.startswith("PULS_RERANKER") for key in config)
 
 
 def test_chart_passes_helm_lint() -> None:

@@ -60,3 +60,52 @@ app.kubernetes.io/component: {{ .component }}
       {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* Container resources, with one GPU added when the pod runs the retrieval models
+     (retrievalModels.enabled, docs/adr/0008). Takes (dict "ctx" . "resources" ...). */}}
+{{- define "puls.modelResources" -}}
+{{- $resources := deepCopy (.resources | default dict) -}}
+{{- if .ctx.Values.retrievalModels.enabled -}}
+{{- $_ := set $resources "requests" (merge (dict "nvidia.com/gpu" 1) ($resources.requests | default dict)) -}}
+{{- $_ := set $resources "limits" (merge (dict "nvidia.com/gpu" 1) ($resources.limits | default dict)) -}}
+{{- end -}}
+{{- toYaml $resources -}}
+{{- end -}}
+
+{{/* nodeSelector and tolerations of a pod, with the GPU node group's added when it runs the
+     retrieval models. Takes (dict "ctx" . "nodeSelector" ... "tolerations" ...). */}}
+{{- define "puls.podPlacement" -}}
+{{- $nodeSelector := deepCopy (.nodeSelector | default dict) -}}
+{{- $tolerations := .tolerations | default list -}}
+{{- if .ctx.Values.retrievalModels.enabled -}}
+{{- $nodeSelector = merge $nodeSelector .ctx.Values.retrievalModels.nodeSelector -}}
+{{- $tolerations = concat $tolerations .ctx.Values.retrievalModels.tolerations -}}
+{{- end -}}
+{{- with $nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The models volume, read-only, for pods that run the retrieval models. */}}
+{{- define "puls.modelsVolume" -}}
+{{- if .Values.retrievalModels.enabled }}
+- name: models
+  persistentVolumeClaim:
+    claimName: {{ include "puls.modelsClaim" . }}
+    readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* Its mount at /models, where retrievalModels' paths point. */}}
+{{- define "puls.modelsMount" -}}
+{{- if .Values.retrievalModels.enabled }}
+- name: models
+  mountPath: /models
+  readOnly: true
+{{- end }}
+{{- end -}}
