@@ -109,10 +109,12 @@ def create_app(
     settings: Settings,
     engine_factory: Callable[[ServingSettings], dict[str, LLM]] = build_engines,
     retriever_factory: Callable[[Settings], Retriever] = _open_retriever,
+    echo_request_id: bool = True,
 ) -> FastAPI:
     """The API. `engine_factory` and `retriever_factory` build the engines and the retriever
     in the lifespan: in-process or remote by default, or through Ray Serve deployments
-    (serving/deployments.py)."""
+    (serving/deployments.py), whose proxy already answers with the request id
+    (`echo_request_id=False`, see RequestContextMiddleware)."""
     serving = settings.serving
     metrics = Metrics()
 
@@ -167,7 +169,7 @@ def create_app(
     app.add_middleware(RequestContextVars, key_users=parse_key_users(serving.api_key_users))
     # Added last = outermost: the request id and the metrics see every response, 413s included.
     app.add_middleware(BodyLimitMiddleware, max_bytes=serving.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, echo_request_id=echo_request_id)
     return app
 
 

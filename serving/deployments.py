@@ -204,7 +204,10 @@ def serve_engines(settings: ServingSettings) -> dict[str, LLM]:
 def ingress_app() -> FastAPI:
     """Built on the ingress replica (settings come from its environment, see `run`)."""
     return create_app(
-        load_settings(), engine_factory=serve_engines, retriever_factory=serve_retriever
+        load_settings(),
+        engine_factory=serve_engines,
+        retriever_factory=serve_retriever,
+        echo_request_id=False,  # Serve answers with the request id itself
     )
 
 

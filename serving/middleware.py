@@ -32,11 +32,16 @@ class RequestContextMiddleware:
 
     Also stores the arrival time in `request.state.started`: time to first token is
     measured from there, so it includes everything the stack adds.
+
+    `echo_request_id=False` under Ray Serve: Serve's own middleware (in its proxy, or in the
+    replica with direct ingress and HAProxy) puts the id on the request before the app sees
+    it and appends it to the response, so a second header here made `x-request-id: a, a`.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, echo_request_id: bool = True) -> None:
         self.app = app
         self.metrics = metrics
+        self.echo_request_id = echo_request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +57,8 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["x-request-id"] = request_id
+                if self.echo_request_id:
+                    MutableHeaders(scope=message)["x-request-id"] = request_id
             await send(message)
 
         try:

@@ -151,6 +151,14 @@ def _streamed(client: OpenAI) -> list[str]:
     return [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
 
 
+def _request_ids(url: str) -> tuple[list[str], int]:
+    """The `x-request-id` headers of a response to a request that brought its own id, and
+    how many a request without one got back."""
+    echoed = httpx.get(f"{url}/healthz", headers={"x-request-id": "client-id-1"}, timeout=10)
+    fresh = httpx.get(f"{url}/healthz", timeout=10)
+    return echoed.headers.get_list("x-request-id"), len(fresh.headers.get_list("x-request-id"))
+
+
 def _descendants(remote: RemoteServer) -> list[psutil.Process]:
     """The processes `puls serve` started (Ray's, and HAProxy when enabled)."""
     return psutil.Process(remote.process.pid).children(recursive=True)
@@ -165,6 +173,7 @@ def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[
     remote = RemoteServer(env, ray=True, start_timeout_s=300)
     try:
         ready = httpx.get(f"{remote.url}/readyz", timeout=10).json()
+        ids = _request_ids(remote.url)
         client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
         r = client.chat.completions.create(**JAZZ_REQUEST)  # type: ignore[call-overload]
         pieces = _streamed(client)
@@ -172,6 +181,7 @@ def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[
     finally:
         remote.stop()
     assert "haproxy" not in names  # Serve's own proxy by default
+    assert ids == (["client-id-1"], 1)  # once: Serve's header, not also the app's
     assert ready["engines"] == {"small": "ray-serve"}  # llama.cpp in the LLM deployment
     citations = r.model_extra["citations"]
     assert citations and {c["uid"] for c in citations} <= ingested_uids(sample_files)
@@ -190,6 +200,7 @@ def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> No
         processes: list[psutil.Process] = []
         try:
             ready = httpx.get(f"{remote.url}/readyz", timeout=10).json()
+            ids = _request_ids(remote.url)
             client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
             text = "".join(_streamed(client))
             processes = _descendants(remote)
@@ -200,5 +211,6 @@ def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> No
                 if leftover.is_running():
                     leftover.kill()
     assert "haproxy" in names
+    assert ids == (["client-id-1"], 1)
     assert ready["engines"] == {"small": "openai-http"}
     assert text.startswith("Voici") and "jazz" in text.lower()
