@@ -39,7 +39,8 @@ class ServingSettings(BaseSettings):
         False,
         description="Ray Serve: HAProxy instead of Serve's Python proxy as the HTTP ingress "
         "(RAY_SERVE_ENABLE_HA_PROXY, Ray >= 2.55): Ray's own TTFT hop fell from ~20 to ~12 ms "
-        "mean here (docs/adr/0002). Off by default: HAProxy also binds ports 8404 and 9101 on "
+        "mean on one machine, and the stack's overhead from +24 to +15 ms mean on another "
+        "(docs/benchmarks.md). Off by default: HAProxy also binds ports 8404 and 9101 on "
         "all interfaces, and survives a killed Ray (the next start then fails on those ports).",
     )
     ray_autoscaling_max_replicas: int | None = Field(
