@@ -39,6 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from benchmarks.load.metrics import nearest_rank
 from retrieval.query import ParsedQuery
 from retrieval.rerank import FeatureReranker, ScoredEvent
 from retrieval.settings import RetrievalSettings
@@ -180,16 +181,11 @@ def export(store: Path, queries: Path, out: Path, vocab_sizes: Sequence[int]) ->
 # --- run (on the GPU machine) ---------------------------------------------------------------
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def _summary(ms: list[float]) -> dict[str, float]:
     return {
         "n": len(ms),
         "p50_ms": round(statistics.median(ms), 2),
-        "p95_ms": round(_percentile(ms, 0.95), 2),
+        "p95_ms": round(nearest_rank(ms, 0.95), 2),
         "mean_ms": round(statistics.mean(ms), 2),
     }
 

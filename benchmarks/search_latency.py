@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.load.metrics import nearest_rank
 from retrieval import RetrievalSettings, Retriever, close_retriever, open_retriever
 from retrieval.records import Event
 from serving.app import freeze_startup_objects
@@ -48,16 +49,11 @@ QUERIES: list[Query] = [
 ]
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def _summary(timings: list[float]) -> dict[str, float]:
     return {
         "n": len(timings),
         "p50_ms": round(statistics.median(timings), 1),
-        "p95_ms": round(_percentile(timings, 0.95), 1),
+        "p95_ms": round(nearest_rank(timings, 0.95), 1),
         "mean_ms": round(statistics.fmean(timings), 1),
     }
 

@@ -111,6 +111,12 @@ class RequestRecord:
         }
 
 
+def nearest_rank(values: list[float], q: float) -> float:
+    """The `q` quantile (0-1) as the nearest observed value, not an interpolation."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
