@@ -17,7 +17,9 @@ TTFT is the first token the model generated: for the stack, the first content ch
 the "Voici" prefix, which the stack sends before generating (reported apart as
 `first_byte`). Each row says how many events the answer cites. Error events and streams
 without `[DONE]` count as failures. The stack's own stage histograms (`/metrics`) say what
-the overhead is made of. JSON goes to benchmarks/results/overhead-<utc>.json.
+the overhead is made of: `overhead_parts_ms` splits the mean TTFT overhead into the ingress
+hop, parse, retrieval, the rest of the stack, and the extra hop to the engine (stage
+`engine_first_chunk`). JSON goes to benchmarks/results/overhead-<utc>.json.
 
 The stack is asked each question once before the measured rounds, so its query vector comes
 from the LRU; `--set PULS_QUERY_VECTOR_CACHE=0` embeds every request afresh, as a new
@@ -282,7 +284,35 @@ def summarise(measured: dict[str, Any]) -> dict[str, Any]:
     # the figure comparable with a serving framework's own overhead (Ray Serve's +20 ms mean).
     retrieval_ms = stages.get("parse", 0.0) + stages.get("retrieve", 0.0)
     overhead["ttft_mean_excl_retrieval_ms"] = round(overhead["ttft_mean_ms"] - retrieval_ms, 2)
+    summary["overhead_parts_ms"] = overhead_parts(raw_ttft["mean"], stack_ttft["mean"], stages)
     return summary
+
+
+def overhead_parts(raw_ms: float, stack_ms: float, stages: dict[str, float]) -> dict[str, float]:
+    """The mean TTFT overhead (`stack_ms` − `raw_ms`) in parts that add up to it, from the
+    stack's own clocks:
+
+    - ``ingress``: the client's TTFT less the stack's (`puls_time_to_first_token_seconds`,
+      from the request's arrival): the HTTP hop in, and the first token's way out (on Ray,
+      Serve's proxy as well);
+    - ``parse`` and ``retrieve``: their stages;
+    - ``in_stack``: the rest of the stack's own TTFT before it asks the engine (budget,
+      validation, cache and session lookups, the prompt), and the first chunk's relay;
+    - ``engine_hop``: the engine's TTFT as the stack sees it (stage `engine_first_chunk`)
+      less the raw engine's as the client sees it: the stack's HTTP client and one more hop.
+    """
+    server, first = stages.get("server_ttft"), stages.get("engine_first_chunk")
+    if server is None or first is None:
+        return {}  # a stack from before the engine_first_chunk stage
+    parse, retrieve = stages.get("parse", 0.0), stages.get("retrieve", 0.0)
+    parts = {
+        "ingress": stack_ms - server,
+        "parse": parse,
+        "retrieve": retrieve,
+        "in_stack": server - parse - retrieve - first,
+        "engine_hop": first - raw_ms,
+    }
+    return {name: round(ms, 2) for name, ms in parts.items()}
 
 
 def _commit() -> str:

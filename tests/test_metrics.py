@@ -65,6 +65,8 @@ def test_counters_move_after_real_requests(server: RemoteServer) -> None:
     ttft = after["puls_time_to_first_token_seconds_sum{model=small}"]
     e2e = after[f"puls_http_request_duration_seconds_sum{{method=POST,route={CHAT}}}"]
     assert 0 < ttft < e2e
+    # the engine's first chunk comes within the answer's TTFT, which it does not exceed
+    assert 0 < after["puls_stage_duration_seconds_sum{stage=engine_first_chunk}"] < ttft
 
 
 @pytest.mark.integration

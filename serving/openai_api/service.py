@@ -240,13 +240,16 @@ class ChatService:
         engine cannot answer, the small one does."""
         prompt = intro_prompt(query, len(result.events))
         try:
-            return route, await Primed.start(self.engines[route.model].stream(prompt, params))
+            primed = await Primed.start(self.engines[route.model].stream(prompt, params))
         except EngineUnavailable:
             if route.model == SMALL:
                 raise
             log.warning("large engine unavailable; answering with the small one")
-        fallback = Route(SMALL, "large_unavailable")
-        return fallback, await Primed.start(self.engines[SMALL].stream(prompt, params))
+            route = Route(SMALL, "large_unavailable")
+            primed = await Primed.start(self.engines[SMALL].stream(prompt, params))
+        # the engine's own TTFT as seen from here: the request's TTFT less this is the stack's
+        self.metrics.observe_stage("engine_first_chunk", primed.first_at - primed.opened_at)
+        return route, primed
 
     async def prepare(self, request: ChatCompletionRequest, started: float) -> Prepared:
         """Everything that can fail with a 4xx, plus retrieval, before any byte is sent."""
