@@ -252,7 +252,14 @@ class Retriever:
 
         `mode` "dense" or "bm25" runs one candidate source alone (the evaluation baselines).
         """
-        parsed = self.parse(text, now, location)
+        return self.search_parsed(self.parse(text, now, location), top_k, mode)
+
+    def search_parsed(
+        self, parsed: ParsedQuery, top_k: int | None = None, mode: Mode = "hybrid"
+    ) -> SearchResult:
+        """`search` for a request already parsed: the chat service parses every turn to
+        route it, and searches on that same parse (parsing again took only ~0.07 ms, but
+        the route and the search now read one parse)."""
         if self.refiner is not None:
             parsed = self.refiner.refine(parsed, self.cities())
         vector = self.query_vector(self.dense_text(parsed)) if mode != "bm25" else None

@@ -215,21 +215,20 @@ class ChatService:
 
     def _route(
         self, texts: list[str], now: datetime, location: tuple[float, float] | None
-    ) -> tuple[str, Route, ParsedQuery]:
-        """Parse every user turn, carry earlier slots into the last, choose the engine."""
+    ) -> tuple[Route, ParsedQuery]:
+        """Parse every user turn, carry earlier slots into the last, choose the engine; the
+        merged parse is what the search runs on."""
         started = time.perf_counter()
         turns = [self.retriever.parse(t, now, location) for t in texts]
         query = conversation_query(texts, turns)
         merged = turns[-1] if query == texts[-1] else self.retriever.parse(query, now, location)
         route = choose_route(merged, query, len(texts), "large" in self.engines)
         self.metrics.observe_stage("parse", time.perf_counter() - started)
-        return query, route, merged
+        return route, merged
 
-    def _search(
-        self, query: str, now: datetime, location: tuple[float, float] | None, top_k: int
-    ) -> SearchResult:
+    def _search(self, parsed: ParsedQuery, top_k: int) -> SearchResult:
         started = time.perf_counter()
-        result = self.retriever.search(query, now, location, top_k)
+        result = self.retriever.search_parsed(parsed, top_k)
         self.metrics.observe_stage("retrieve", time.perf_counter() - started)
         return result
 
@@ -280,14 +279,14 @@ class ChatService:
                 texts = [*session.turns, *texts] if len(texts) == 1 else texts
                 location = location or session.location
             texts = texts[-self.settings.session_max_turns :]  # a window, never the transcript
-            query, route, merged = await asyncio.to_thread(self._route, texts, now, location)
+            route, merged = await asyncio.to_thread(self._route, texts, now, location)
             route = degraded_route() if degraded else route
             top_k = self._top_k(degraded)
             profile = await self.memory.profile_for(owner) if self.memory else None
             sampling = self._params(request, degraded)
             cache = await self._cache_lookup(merged, owner, profile, top_k, sampling)
             if cache.get("cached") is None or self._must_verify(cache):
-                result = await asyncio.to_thread(self._search, query, now, location, top_k)
+                result = await asyncio.to_thread(self._search, merged, top_k)
                 if self.memory is not None:
                     result = biased(result, profile, self.settings.profile_weight)
                 fixed = None if result.events else no_result_message(result)
