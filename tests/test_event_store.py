@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -83,6 +84,54 @@ def test_held_in_memory_reads_as_the_database_does(store: EventStore) -> None:
     assert list(store.get(["3", "2", "1"])) == ["3", "2", "1"]  # the order asked
     store.upsert([make_event("2", title="Changed here")])
     assert store.get(["2"])["2"].title == "Changed here"
+
+
+def test_every_write_by_anyone_moves_the_version(store: EventStore) -> None:
+    versions = [store.version()]
+    store.upsert([make_event("1"), make_event("2")])
+    versions.append(store.version())
+    with store.engine.begin() as conn:  # another writer, in plain SQL
+        conn.execute(text("UPDATE events SET title = 'Autre' WHERE uid = '1'"))
+    versions.append(store.version())
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM events WHERE uid = '2'"))
+    versions.append(store.version())
+    assert versions == sorted(set(versions)), versions  # strictly increasing
+
+
+def test_a_held_copy_reads_one_row_per_get_until_the_store_changes(store: EventStore) -> None:
+    store.upsert([make_event(str(i)) for i in range(5)])
+    store.hold_in_memory()
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    sqlalchemy.event.listen(store.engine, "before_cursor_execute", record)
+    assert set(store.get(["0", "3"])) == {"0", "3"}
+    assert [s for s in statements if "events_version" not in s] == [], statements
+    with store.engine.begin() as conn:  # a delete in plain SQL is seen at once
+        conn.execute(text("DELETE FROM events WHERE uid = '3'"))
+    assert set(store.get(["0", "3"])) == {"0"}
+    statements.clear()
+    assert set(store.get(["0", "1"])) == {"0", "1"}
+    assert [s for s in statements if "events_version" not in s] == [], statements
+
+
+def test_a_store_made_before_the_version_gets_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = EventStore(url)
+    old.upsert([make_event("1")])
+    with old.engine.begin() as conn:  # as an older release left it
+        for op in ("insert", "update", "delete"):
+            conn.execute(text(f"DROP TRIGGER events_version_{op}"))
+        conn.execute(text("DROP TABLE events_version"))
+    old.close()
+    store = EventStore(url)
+    store.hold_in_memory()
+    EventStore(url).upsert([make_event("1", title="Changé ailleurs")])
+    assert store.get(["1"])["1"].title == "Changé ailleurs"
+    store.close()
 
 
 def test_cities_are_the_distinct_known_places(store: EventStore) -> None:
