@@ -1,6 +1,7 @@
 """What the stack adds to the engine: the raw llama.cpp server vs `puls serve` on top of it.
 
     python -m benchmarks.overhead --data-dir DIR [--prompts FILE] [--limit 20] [--rounds 2] [--ray]
+        [--engine llama|instant] [--set PULS_NAME=VALUE]
 
 Starts llama-cpp-python's own OpenAI server (the raw engine) and `puls serve` with
 `PULS_LLM_URL` pointing at that same server, so both paths run the SAME generation on the
@@ -333,6 +334,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="Each round measures each once.")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
+        "--engine",
+        choices=["llama", "instant"],
+        default="llama",
+        help="llama: llama-cpp-python's server on the packaged GGUF (the target's baseline). "
+        "instant: benchmarks/instant_engine.py, which answers at once, so that the stack's "
+        "own milliseconds are measured without the engine's noise (its shares of TTFT are "
+        "meaningless).",
+    )
+    parser.add_argument(
         "--ray", action="store_true", help="Run the stack on Ray Serve (default: --no-ray)."
     )
     parser.add_argument(
@@ -358,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     raw_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
                "--port", str(raw_port), "--interrupt_requests", "False",
                "--n_ctx", "2048"]  # fmt: skip
+    engine = "llama-cpp-python server, packaged Gemma-3-270M Q4_K_M"
+    if args.engine == "instant":
+        raw_cmd = [sys.executable, "-m", "benchmarks.instant_engine", "--port", str(raw_port)]
+        engine = "benchmarks/instant_engine.py (no model: answers at once)"
     mode = "--ray" if args.ray else "--no-ray"
     stack_cmd = [sys.executable, "-m", "puls", "serve", mode, "--port", str(stack_port)]
     with (
@@ -376,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "questions": len(prompts),
             "questions_with_generation": measured["planned"],
-            "engine": "llama-cpp-python server, packaged Gemma-3-270M Q4_K_M",
+            "engine": engine,
             "stack": f"puls serve {mode}",
         },  # fmt: skip
         **summarise(measured),
