@@ -4,10 +4,12 @@ against a real OpenAI-compatible server on loopback (llama-cpp-python's own serv
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 from openai import OpenAI
 
@@ -27,6 +29,32 @@ def llama_server() -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server: a real peer speaking the protocol."""
     with llama_cpp_server() as url:
         yield url
+
+
+@contextmanager
+def answering(status: int, body: str) -> Iterator[str]:
+    """A loopback server that answers every POST with `status` and `body`, then closes."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            payload = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 async def check_contract(llm: LLM) -> None:
@@ -81,6 +109,7 @@ def test_http_engine_unreachable_is_unavailable() -> None:
             await llm.check_health()
         with pytest.raises(EngineUnavailable):
             await complete(llm, PROMPT, PARAMS)
+        await llm.aclose()
 
     asyncio.run(run())
 
@@ -98,26 +127,27 @@ def test_http_engine_unreachable_is_unavailable() -> None:
     ],
 )
 def test_http_engine_failures_are_engine_errors(status: int, body: str, message: str) -> None:
-    transport = httpx.MockTransport(lambda request: httpx.Response(status, text=body))
-
-    async def run() -> None:
-        llm = OpenAIHTTPLLM("http://engine/v1", model="x", transport=transport)
+    async def run(url: str) -> None:
+        llm = OpenAIHTTPLLM(url, model="x")
         with pytest.raises(EngineError, match=message):
             await complete(llm, PROMPT, PARAMS)
+        await llm.aclose()
 
-    asyncio.run(run())
+    with answering(status, body) as url:
+        asyncio.run(run(url))
 
 
 def test_http_engine_loading_is_unavailable() -> None:
     """vLLM answers 503 while it loads: the router may route around that, not around a 500."""
-    transport = httpx.MockTransport(lambda request: httpx.Response(503, text="loading"))
 
-    async def run() -> None:
-        llm = OpenAIHTTPLLM("http://engine/v1", model="x", transport=transport)
+    async def run(url: str) -> None:
+        llm = OpenAIHTTPLLM(url, model="x")
         with pytest.raises(EngineUnavailable, match="answered 503"):
             await complete(llm, PROMPT, PARAMS)
+        await llm.aclose()
 
-    asyncio.run(run())
+    with answering(503, "loading") as url:
+        asyncio.run(run(url))
 
 
 @pytest.mark.slow
