@@ -196,7 +196,11 @@ def _plan(client: httpx.Client, stack: str, prompts: list[Prompt]) -> list[tuple
     return planned
 
 
-def measure(stack: str, raw: str, prompts: list[Prompt], rounds: int) -> dict[str, Any]:
+def measure(
+    stack: str, raw: str, prompts: list[Prompt], rounds: int, settle_s: float = 0.0
+) -> dict[str, Any]:
+    """Each question once per system per round, alternating; `settle_s` of quiet before each
+    request, so that neither gets the work the other is still doing after its `[DONE]`."""
     rows: list[dict[str, Any]] = []
     with httpx.Client(timeout=REQUEST_TIMEOUT) as client:
         planned = _plan(client, stack, prompts)
@@ -204,6 +208,7 @@ def measure(stack: str, raw: str, prompts: list[Prompt], rounds: int) -> dict[st
         for r in range(rounds):
             for i, (question, prompt, count) in enumerate(planned):
                 system = "raw" if (i + r) % 2 == 0 else "stack"
+                time.sleep(settle_s)
                 if system == "raw":
                     t = _stream(client, f"{raw}/completions", _raw_body(prompt))
                     first = t["chunks"][0]
@@ -334,6 +339,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="Each round measures each once.")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
+        "--settle-ms",
+        type=float,
+        default=0.0,
+        help="Quiet before each request (ms): the stack's work after its [DONE] otherwise "
+        "lands on the raw request that follows it.",
+    )
+    parser.add_argument(
         "--engine",
         choices=["llama", "instant"],
         default="llama",
@@ -378,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         _process(raw_cmd, f"{raw}/models", "llama_cpp.server", env),
         _process(stack_cmd, f"{stack}/readyz", "puls serve", env),
     ):
-        measured = measure(stack, raw, prompts, args.rounds)
+        measured = measure(stack, raw, prompts, args.rounds, args.settle_ms / 1000)
     report = {
         "benchmark": "overhead",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -388,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_tokens": MAX_TOKENS,
             "stack_settings": extra,
             "rounds": args.rounds,
+            "settle_ms": args.settle_ms,
             "questions": len(prompts),
             "questions_with_generation": measured["planned"],
             "engine": engine,
