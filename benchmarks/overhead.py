@@ -1,7 +1,7 @@
 """What the stack adds to the engine: the raw llama.cpp server vs `puls serve` on top of it.
 
     python -m benchmarks.overhead --data-dir DIR [--prompts FILE] [--limit 20] [--rounds 2] [--ray]
-        [--engine llama|instant] [--set PULS_NAME=VALUE]
+        [--engine llama|instant] [--settle-ms MS] [--set PULS_NAME=VALUE]
 
 Starts llama-cpp-python's own OpenAI server (the raw engine) and `puls serve` with
 `PULS_LLM_URL` pointing at that same server, so both paths run the SAME generation on the
@@ -14,12 +14,12 @@ the same sampling (temperature 0, seed, top_p, stop, max_tokens). Requests are s
 with the same prompt (llama.cpp reuses the longest common prompt prefix of the previous
 request; alternating across questions gives both the same, shared few-shot prefix).
 
-TTFT is the first token the model generated: for the stack, the first content chunk after
-the "Voici" prefix, which the stack sends before generating (reported apart as
-`first_byte`). Each row says how many events the answer cites. Error events and streams
-without `[DONE]` count as failures. The stack's own stage histograms (`/metrics`) say what
-the overhead is made of: `overhead_parts_ms` splits the mean TTFT overhead into the ingress
-hop, parse, retrieval, the rest of the stack, and the extra hop to the engine (stage
+TTFT is the first token the model generated: for the stack, the first content chunk after the
+"Voici" prefix, which the stack sends just before it, once the engine's first chunk has come
+(reported apart as `first_byte`). Each row says how many events the answer cites. Error events
+and streams without `[DONE]` count as failures. The stack's own stage histograms (`/metrics`)
+say what the overhead is made of: `overhead_parts_ms` splits the mean TTFT overhead into the
+ingress hop, parse, retrieval, the rest of the stack, and the extra hop to the engine (stage
 `engine_first_chunk`). JSON goes to benchmarks/results/overhead-<utc>.json.
 
 The stack is asked each question once before the measured rounds, so its query vector comes
@@ -342,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         "--settle-ms",
         type=float,
         default=0.0,
-        help="Quiet before each request (ms): the stack's work after its [DONE] otherwise "
-        "lands on the raw request that follows it.",
+        help="Quiet before each request (ms), so that work left from the previous request "
+        "(the stack's, after its [DONE]) cannot land on the next.",
     )
     parser.add_argument(
         "--engine",
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = "--ray" if args.ray else "--no-ray"
     stack_cmd = [sys.executable, "-m", "puls", "serve", mode, "--port", str(stack_port)]
     with (
-        _process(raw_cmd, f"{raw}/models", "llama_cpp.server", env),
+        _process(raw_cmd, f"{raw}/models", "the raw engine", env),
         _process(stack_cmd, f"{stack}/readyz", "puls serve", env),
     ):
         measured = measure(stack, raw, prompts, args.rounds, args.settle_ms / 1000)

@@ -48,7 +48,7 @@ class ScoredEvent:
 
     def rescored(self, score: float, features: dict[str, float]) -> ScoredEvent:
         """This candidate with a reranker's score: `dataclasses.replace` is generic and took
-        a fifth of a cached-vector search (~70 candidates, more when a search relaxes)."""
+        an eighth of a cached-vector search (~70 candidates, more when a search relaxes)."""
         return ScoredEvent(self.event, score, self.dense, self.bm25, self.lexical,
                            self.distance_km, self.on_theme, features)  # fmt: skip
 
