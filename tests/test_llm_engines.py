@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from openai import OpenAI
 
 from serving.llm.llama_cpp import LlamaCppLLM
@@ -148,6 +149,45 @@ def test_http_engine_loading_is_unavailable() -> None:
 
     with answering(503, "loading") as url:
         asyncio.run(run(url))
+
+
+def test_http_engine_streams_more_at_once_than_a_default_connection_pool() -> None:
+    """The ingress admits 256 requests at once (PULS_RAY_INGRESS_MAX_ONGOING_REQUESTS); a
+    client pool of 100 would hold the rest back. This engine answers only once 150 are open."""
+    streams = 150
+
+    async def run() -> list[str]:
+        opened, all_open = 0, asyncio.Event()
+
+        async def completions(request: web.Request) -> web.StreamResponse:
+            nonlocal opened
+            opened += 1
+            if opened == streams:
+                all_open.set()
+            await asyncio.wait_for(all_open.wait(), timeout=10)
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            await response.write(
+                b'data: {"choices": [{"text": "ok", "finish_reason": "stop"}]}\n\n'
+            )
+            await response.write(b"data: [DONE]\n\n")
+            return response
+
+        app = web.Application()
+        app.router.add_post("/v1/completions", completions)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        llm = OpenAIHTTPLLM(f"http://127.0.0.1:{port}/v1", model="x")
+        try:
+            answers = await asyncio.gather(*(complete(llm, PROMPT, PARAMS) for _ in range(streams)))
+        finally:
+            await llm.aclose()
+            await runner.cleanup()
+        return [text for text, _ in answers]
+
+    assert asyncio.run(run()) == ["ok"] * streams
 
 
 @pytest.mark.slow

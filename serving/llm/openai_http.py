@@ -58,7 +58,12 @@ class OpenAIHTTPLLM:
         """The engine's connection pool, opened on first use: aiohttp binds it to the
         running event loop, which the constructor may not have."""
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+            # no cap on connections (aiohttp's default is 100): the ingress's
+            # max_ongoing_requests bounds the streams, and the engine queues past its batch
+            connector = aiohttp.TCPConnector(limit=0)
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, timeout=self._timeout, connector=connector
+            )
         return self._session
 
     async def aclose(self) -> None:
