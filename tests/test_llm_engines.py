@@ -4,10 +4,9 @@ against a real OpenAI-compatible server on loopback (llama-cpp-python's own serv
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from openai import OpenAI
 from serving.llm.llama_cpp import LlamaCppLLM
 from serving.llm.openai_http import OpenAIHTTPLLM
 from serving.llm.protocol import LLM, EngineError, EngineUnavailable, SamplingParams, complete
-from tests.conftest import RemoteServer, free_port, ingested_uids, puls_env
+from tests.conftest import RemoteServer, free_port, ingested_uids, loopback_server, puls_env
 from tests.conftest_api import llama_cpp_server
 
 pytestmark = pytest.mark.integration
@@ -49,13 +48,8 @@ def answering(status: int, body: str) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler) as url:
+        yield f"{url}/v1"
 
 
 async def check_contract(llm: LLM) -> None:

@@ -8,10 +8,9 @@ start from the agenda's stored watermark (the newest `updatedAt` ingested).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -27,7 +26,7 @@ from ingest.openagenda_api import (
     to_ods_row,
 )
 from ingest.staging import StagingStore
-from tests.conftest import puls_env, run_puls
+from tests.conftest import loopback_server, puls_env, run_puls
 
 pytestmark = pytest.mark.unit
 KEY = "test-key"
@@ -99,12 +98,8 @@ def agenda() -> Iterator[tuple[Agenda, str]]:
         def log_message(self, *args: object) -> None:
             pass  # keep test output clean
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state, f"http://127.0.0.1:{server.server_port}/v2"
-    server.shutdown()
-    server.server_close()
+    with loopback_server(Handler) as url:
+        yield state, f"{url}/v2"
 
 
 def client(base: str, key: str = KEY, attempts: int = 4) -> OpenAgendaClient:

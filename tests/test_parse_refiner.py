@@ -9,12 +9,11 @@ asked). One test runs the refiner against the real llama.cpp server, whose gramm
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,7 +23,7 @@ from retrieval import RetrievalSettings
 from retrieval.build import ConfigError, open_refiner
 from retrieval.query import parse_query
 from retrieval.refine import LLMParseRefiner
-from tests.conftest import free_port, puls_env, run_puls
+from tests.conftest import free_port, loopback_server, puls_env, run_puls
 
 pytestmark = pytest.mark.unit
 PARIS = ZoneInfo("Europe/Paris")
@@ -78,14 +77,8 @@ def model() -> Iterator[tuple[ScriptedModel, str]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield scripted, f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Handler) as url:
+        yield scripted, f"{url}/v1"
 
 
 def answer(**fields: object) -> str:
