@@ -78,9 +78,22 @@ def start_local_ray(init: Callable[[], object]) -> None:
 def ray_serve_env(haproxy: bool) -> dict[str, str]:
     """The Ray Serve variables `puls serve --ray` sets. Ray reads them when its modules are
     imported, in the driver and in every Ray process it starts (they inherit the driver's
-    environment), so they must be in `os.environ` before `ray.serve` is imported.
+    environment), so they must be in `os.environ` before `ray.serve` is imported; one set
+    by the caller wins.
 
-    Not RAY_SERVE_THROUGHPUT_OPTIMIZED: it runs each handle's router on the replica's own
-    event loop, and the retriever calls the Embedder and Reranker handles from a worker
-    thread (the ingress replica then failed to start)."""
-    return {"RAY_SERVE_ENABLE_HA_PROXY": "1"} if haproxy else {}
+    RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0: each replica runs the app on its main
+    event loop instead of a second loop in its own thread, so a request and each chunk of
+    its stream no longer cross between the two loops. Measured with `benchmarks/overhead.py
+    --ray` (docs/benchmarks.md): with HAProxy the hop through Serve fell by 1-2 ms; behind
+    Serve's Python proxy no gain showed (the hop −1.2 and +0.1 ms, the rest of the stack
+    +0.6 and +1.5 ms, in two pairs of runs).
+    Nothing in the app blocks its loop: searches run in worker threads, and Serve runs the
+    Embedder's and Reranker's sync methods in a thread pool.
+
+    Not RAY_SERVE_THROUGHPUT_OPTIMIZED, which also sets it: it runs each handle's router on
+    the replica's own event loop, and the retriever calls the Embedder and Reranker handles
+    from a worker thread (the ingress replica then failed to start)."""
+    env = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+    if haproxy:
+        env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+    return env

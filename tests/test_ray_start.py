@@ -5,6 +5,7 @@ here `init` starts real child processes, as Ray's GCS and raylet are."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -67,3 +68,20 @@ def test_other_errors_are_not_retried(processes: list) -> None:
     with pytest.raises(ValueError, match="address in use"):
         start_local_ray(FlakyStart([ValueError("address in use"), None], processes))
     assert len(processes) == 1
+
+
+@pytest.mark.parametrize("haproxy", [False, True])
+def test_ray_reads_the_serve_variables_puls_sets(haproxy: bool) -> None:
+    """A typo in a name or value would be ignored by Ray without a word: read them back
+    from Ray Serve's own constants, in a fresh interpreter as a Ray process would."""
+    from serving.ray_start import ray_serve_env
+
+    script = (
+        "from ray.serve._private import constants as c; "
+        "print(c.RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD, c.RAY_SERVE_ENABLE_HA_PROXY)"
+    )
+    env = {"PATH": "/usr/bin:/bin", **ray_serve_env(haproxy)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", str(haproxy)]
