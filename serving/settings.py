@@ -38,10 +38,10 @@ class ServingSettings(BaseSettings):
     ray_haproxy: bool = Field(
         False,
         description="Ray Serve: HAProxy instead of Serve's Python proxy as the HTTP ingress "
-        "(RAY_SERVE_ENABLE_HA_PROXY, Ray >= 2.55): Ray's own TTFT hop fell from ~20 to ~12 ms "
-        "mean on one machine, and the stack's overhead from +24 to +15 ms mean on another "
-        "(docs/benchmarks.md). Off by default: HAProxy also binds ports 8404 and 9101 on "
-        "all interfaces, and survives a killed Ray (the next start then fails on those ports).",
+        "(RAY_SERVE_ENABLE_HA_PROXY, Ray >= 2.55): the stack's TTFT overhead fell from +17-24 "
+        "to +4-10 ms mean on one machine (docs/benchmarks.md). Off by default: HAProxy also "
+        "binds ports 8404 and 9101 on all interfaces, and survives a killed Ray (the next "
+        "start then fails on those ports).",
     )
     ray_autoscaling_max_replicas: int | None = Field(
         None, ge=1, description="Ray Serve: autoscale the ingress up to this many replicas."
