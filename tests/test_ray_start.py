@@ -78,10 +78,12 @@ def test_ray_reads_the_serve_variables_puls_sets(haproxy: bool) -> None:
 
     script = (
         "from ray.serve._private import constants as c; "
-        "print(c.RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD, c.RAY_SERVE_ENABLE_HA_PROXY)"
+        "print(c.RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD, c.RAY_SERVE_ENABLE_HA_PROXY, "
+        "c.RAY_SERVE_PROXY_USE_GRPC)"
     )
     env = {"PATH": "/usr/bin:/bin", **ray_serve_env(haproxy)}
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["False", str(haproxy)]
+    # gRPC from Serve's proxy to the replica; with HAProxy there is no such proxy
+    assert out.stdout.split() == ["False", str(haproxy), str(not haproxy)]
