@@ -94,9 +94,9 @@ def ray_serve_env(haproxy: bool) -> dict[str, str]:
     passes each request to the replica over gRPC instead of as a Ray actor call. The hop
     fell by 1.4-3.5 ms in four pairs of runs, and the mean overhead by 1.3-3.3 ms.
 
-    Not RAY_SERVE_THROUGHPUT_OPTIMIZED, which also sets it: it runs each handle's router on
-    the replica's own event loop, and the retriever calls the Embedder and Reranker handles
-    from a worker thread (the ingress replica then failed to start)."""
+    Not RAY_SERVE_THROUGHPUT_OPTIMIZED, which sets both and more: it also runs each handle's
+    router on the replica's own event loop, and the retriever calls the Embedder and
+    Reranker handles from a worker thread (the ingress replica then failed to start)."""
     env = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
     if haproxy:
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
