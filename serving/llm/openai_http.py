@@ -5,7 +5,7 @@ protocol does not. The raw-prompt `/v1/completions` route is used because the an
 prompt is built by Puls (few-shot), the same for a base or an instruct model.
 
 The client is aiohttp, not httpx, as in vLLM's own benchmark client: against a loopback
-engine that answers at once, the stack had its first chunk 0.9-1.4 ms after a plain client
+engine that answers at once, the stack had its first chunk 1.2-1.4 ms after a plain client
 had its own with httpx's `AsyncClient`, and 0.2-0.3 ms before with aiohttp (about a fifth
 of what the stack added to TTFT; `benchmarks/overhead.py --engine instant`,
 docs/benchmarks.md).
