@@ -19,8 +19,9 @@ TTFT is the first token the model generated: for the stack, the first content ch
 (reported apart as `first_byte`). Each row says how many events the answer cites. Error events
 and streams without `[DONE]` count as failures. The stack's own stage histograms (`/metrics`)
 say what the overhead is made of: `overhead_parts_ms` splits the mean TTFT overhead into the
-ingress hop, parse, retrieval, the rest of the stack, and the extra hop to the engine (stage
-`engine_first_chunk`). JSON goes to benchmarks/results/overhead-<utc>.json.
+ingress hop, the request body's arrival, parse, retrieval, the rest of the stack, and the
+extra hop to the engine (stage `engine_first_chunk`). JSON goes to
+benchmarks/results/overhead-<utc>.json.
 
 The stack is asked each question once before the measured rounds, so its query vector comes
 from the LRU; `--set PULS_QUERY_VECTOR_CACHE=0` embeds every request afresh, as a new
@@ -301,6 +302,8 @@ def overhead_parts(raw_ms: float, stack_ms: float, stages: dict[str, float]) -> 
     - ``ingress``: the client's TTFT less the stack's (`puls_time_to_first_token_seconds`,
       from the request's arrival): the HTTP hop in, and the first token's way out (on Ray,
       Serve's proxy as well);
+    - ``request_body``: the request's arrival → its body's last byte (stage `request_body`;
+      behind Ray Serve's Python proxy, the replica's call back to the proxy for it);
     - ``parse`` and ``retrieve``: their stages;
     - ``in_stack``: the rest of the stack's own TTFT before it asks the engine (budget,
       validation, cache and session lookups, the prompt), and the first chunk's relay;
@@ -311,11 +314,13 @@ def overhead_parts(raw_ms: float, stack_ms: float, stages: dict[str, float]) -> 
     if server is None or first is None:
         return {}  # a stack from before the engine_first_chunk stage
     parse, retrieve = stages.get("parse", 0.0), stages.get("retrieve", 0.0)
+    body = stages.get("request_body", 0.0)  # 0 for a stack from before that stage
     parts = {
         "ingress": stack_ms - server,
+        "request_body": body,
         "parse": parse,
         "retrieve": retrieve,
-        "in_stack": server - parse - retrieve - first,
+        "in_stack": server - body - parse - retrieve - first,
         "engine_hop": first - raw_ms,
     }
     return {name: round(ms, 2) for name, ms in parts.items()}

@@ -20,7 +20,7 @@ STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
                  10.0, 30.0)  # fmt: skip
 TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
                 1.0)  # fmt: skip
-STAGES = ("parse", "retrieve", "rerank", "engine_first_chunk", "generate")
+STAGES = ("request_body", "parse", "retrieve", "rerank", "engine_first_chunk", "generate")
 
 __all__ = ["CONTENT_TYPE_LATEST", "STAGES", "Metrics"]
 
@@ -59,8 +59,9 @@ class Metrics:
         )  # fmt: skip
         self.stage = Histogram(
             "puls_stage_duration_seconds",
-            "Time spent in one stage of an answer: parse, retrieve, rerank, generate, and "
-            "engine_first_chunk (asking the engine → its first chunk, within generate).",
+            "Time spent in one stage of an answer: parse, retrieve, rerank, generate, "
+            "engine_first_chunk (asking the engine → its first chunk, within generate), and "
+            "request_body (the request's arrival → its body's last byte, any POST).",
             ["stage"], buckets=STAGE_BUCKETS, registry=r,
         )  # fmt: skip
         self.prompt_tokens = Counter(

@@ -31,7 +31,10 @@ class RequestContextMiddleware:
     """Gives every response an `x-request-id` (the client's, or a new one) and counts it.
 
     Also stores the arrival time in `request.state.started`: time to first token is
-    measured from there, so it includes everything the stack adds.
+    measured from there, so it includes everything the stack adds. The stage
+    `request_body` is the arrival → the body's last byte: under uvicorn the body comes with
+    the request, while behind Ray Serve's Python proxy the replica fetches it from the proxy
+    actor with a call of its own (`ASGIReceiveProxy` in Ray Serve), which this shows apart.
 
     `echo_request_id=False` under Ray Serve: Serve's own middleware (in its proxy, or in the
     replica with direct ingress and HAProxy) puts the id on the request before the app sees
@@ -53,6 +56,12 @@ class RequestContextMiddleware:
         state["request_id"], state["started"] = request_id, started
         status = 500
 
+        async def timed_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                self.metrics.observe_stage("request_body", time.perf_counter() - started)
+            return message
+
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
@@ -62,7 +71,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, timed_receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.observe_request(route_label(scope), scope["method"], status, elapsed)

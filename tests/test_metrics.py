@@ -58,6 +58,8 @@ def test_counters_move_after_real_requests(server: RemoteServer) -> None:
     )
     for stage in STAGES:
         assert delta(after, before, f"puls_stage_duration_seconds_count{{stage={stage}}}") >= 2
+    # each POST's body, read once: the two answers, the 422 and the embeddings
+    assert delta(after, before, "puls_stage_duration_seconds_count{stage=request_body}") == 4
     assert delta(after, before, "puls_stage_duration_seconds_sum{stage=generate}") > 0
     reason = "puls_route_decisions_total{model=small,reason=no_large_model}"
     assert delta(after, before, reason) == 2

@@ -25,9 +25,10 @@ def test_the_instant_engine_honours_the_protocol_the_stack_reads() -> None:
 
 
 def test_the_overhead_parts_add_up_to_the_overhead() -> None:
-    stages = {"server_ttft": 6.0, "parse": 0.3, "retrieve": 3.0, "engine_first_chunk": 2.2}
+    stages = {"server_ttft": 6.0, "request_body": 0.25, "parse": 0.3, "retrieve": 3.0,
+              "engine_first_chunk": 2.2}  # fmt: skip
     parts = overhead_parts(raw_ms=1.0, stack_ms=7.5, stages=stages)
-    assert parts == {"ingress": 1.5, "parse": 0.3, "retrieve": 3.0, "in_stack": 0.5,
-                     "engine_hop": 1.2}  # fmt: skip
+    assert parts == {"ingress": 1.5, "request_body": 0.25, "parse": 0.3, "retrieve": 3.0,
+                     "in_stack": 0.25, "engine_hop": 1.2}  # fmt: skip
     assert sum(parts.values()) == pytest.approx(7.5 - 1.0)
     assert overhead_parts(1.0, 7.5, {"server_ttft": 6.0}) == {}  # a stack without the stage
