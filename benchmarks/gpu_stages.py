@@ -9,6 +9,8 @@ bge-reranker-v2-m3's shape.
     python -m benchmarks.gpu_stages run --inputs .gpu --device cuda --out results.json
     # on the GPU machine: the trunk's forward pass, eager vs replayed from a CUDA graph
     python -m benchmarks.gpu_stages floor --dtype float16
+    # on the GPU machine: Llama-3.1-8B's prefill of a prompt, the same two ways
+    python -m benchmarks.gpu_stages prefill --dtype bfloat16
 
 No weights can be downloaded. Both models are XLM-RoBERTa-large (24 layers, 1024 wide,
 250,002 tokens: BGE-M3 and bge-reranker-v2-m3 alike) with random weights: the same compute
@@ -37,12 +39,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.load.metrics import nearest_rank
-from retrieval.query import ParsedQuery
-from retrieval.rerank import FeatureReranker, ScoredEvent
-from retrieval.settings import RetrievalSettings
+
+if TYPE_CHECKING:  # imported where used: `floor` and `prefill` run with torch alone
+    from retrieval.query import ParsedQuery
+    from retrieval.rerank import ScoredEvent
+    from retrieval.settings import RetrievalSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 XLMR_LARGE = {
@@ -55,12 +59,25 @@ XLMR_LARGE = {
     "type_vocab_size": 1,
 }
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+# Llama-3.1-8B-Instruct's shape (the gpu profile's LLM). Its llama3 RoPE scaling changes
+# only the rotary frequencies, not the work, and is left out.
+LLAMA_31_8B = {
+    "vocab_size": 128_256,
+    "hidden_size": 4096,
+    "intermediate_size": 14_336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 131_072,
+}
 
 
 class RecordingReranker:
     """The embedded reranker, keeping every (query, candidates) pair it is handed."""
 
     def __init__(self, settings: RetrievalSettings) -> None:
+        from retrieval.rerank import FeatureReranker
+
         self.inner = FeatureReranker(settings)
         self.seen: list[tuple[ParsedQuery, list[ScoredEvent]]] = []
 
@@ -131,6 +148,7 @@ def _xlmr_counts(texts: list[str]) -> list[int]:
 def export(store: Path, queries: Path, out: Path, vocab_sizes: Sequence[int]) -> None:
     """Reranker inputs (pickled), embedded texts and a calibrated tokenizer under `out`."""
     from retrieval import close_retriever, open_retriever
+    from retrieval.settings import RetrievalSettings
 
     settings = RetrievalSettings(data_dir=store, query_vector_cache=False)
     recorder = RecordingReranker(settings)
@@ -357,6 +375,7 @@ def _rerank(
     inputs: list[tuple[ParsedQuery, list[ScoredEvent]]], depths: Sequence[int], repeat: int,
 ) -> dict[str, Any]:  # fmt: skip
     from retrieval.rerank import CrossEncoderReranker, load_cross_encoder
+    from retrieval.settings import RetrievalSettings
 
     model = TimedModel(load_cross_encoder(reranker_dir, device, dtype))
     result: dict[str, Any] = {}
@@ -386,6 +405,27 @@ def _cuda_ms(call: Any, repeat: int) -> list[float]:
     return timings
 
 
+def _eager_and_graph(forward: Any, repeat: int) -> dict[str, dict[str, float]]:
+    """`forward` launched from Python, then captured once and replayed from a CUDA graph."""
+    import torch
+
+    with torch.inference_mode():
+        for _ in range(3):
+            forward()
+        eager = _cuda_ms(forward, repeat)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                forward()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            forward()
+        replay = _cuda_ms(graph.replay, repeat)
+    return {"eager": _summary(eager), "cuda_graph": _summary(replay)}
+
+
 def launch_floor(
     dtype: str, shapes: dict[str, tuple[int, int]], repeat: int, layers: int
 ) -> dict[str, Any]:
@@ -400,27 +440,35 @@ def launch_floor(
     result: dict[str, Any] = {"dtype": dtype, "device": torch.cuda.get_device_name()}
     for name, (batch, tokens) in shapes.items():
         ids = torch.randint(5, 4000, (batch, tokens), device="cuda")
-        with torch.inference_mode():
-            forward = partial(model, input_ids=ids)
-            for _ in range(3):
-                forward()
-            eager = _cuda_ms(forward, repeat)
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    forward()
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                forward()
-            replay = _cuda_ms(graph.replay, repeat)
-        result[name] = {
-            "batch": batch,
-            "tokens": tokens,
-            "eager": _summary(eager),
-            "cuda_graph": _summary(replay),
-        }
+        timings = _eager_and_graph(partial(model, input_ids=ids), repeat)
+        result[name] = {"batch": batch, "tokens": tokens, **timings}
+    return result
+
+
+def prefill_floor(dtype: str, lengths: Sequence[int], repeat: int, layers: int) -> dict[str, Any]:
+    """Llama-3.1-8B's prefill of one prompt (the forward pass before its first token, the
+    last position's logits only, as vLLM computes them), eager and from a CUDA graph: the
+    GPU's part of the gpu profile's TTFT, to set the stages above against. A floor, not
+    vLLM's TTFT, which adds scheduling, tokenising and the HTTP hop."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch_dtype = getattr(torch, dtype)
+    config = LlamaConfig(**{**LLAMA_31_8B, "num_hidden_layers": layers})
+    torch.set_default_dtype(torch_dtype)  # initialise the 8B weights in place, not in float32
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(config).eval()
+    result: dict[str, Any] = {
+        "dtype": dtype,
+        "device": torch.cuda.get_device_name(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "layers": layers,
+    }
+    for tokens in lengths:
+        ids = torch.randint(5, 100_000, (1, tokens), device="cuda")
+        forward = partial(model, input_ids=ids, use_cache=False, logits_to_keep=1)
+        result[f"prefill_{tokens}"] = {"tokens": tokens, **_eager_and_graph(forward, repeat)}
+    result["peak_gpu_memory_gib"] = _gpu_memory_gib()
     return result
 
 
@@ -449,7 +497,22 @@ def main() -> None:
     fl.add_argument("--repeat", type=int, default=50)
     fl.add_argument("--layers", type=int, default=24)
     fl.add_argument("--out", type=Path, default=None)
+    pf = sub.add_parser("prefill", help="Llama-3.1-8B's prefill, eager vs CUDA graph (GPU).")
+    pf.add_argument("--dtype", default="bfloat16")
+    # ~150 tokens: the intro prompt (152 with Gemma's tokenizer for a typical question)
+    pf.add_argument("--lengths", default="128,160,256,512,1024")
+    pf.add_argument("--repeat", type=int, default=30)
+    pf.add_argument("--layers", type=int, default=32)
+    pf.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.command == "prefill":
+        lengths = [int(n) for n in args.lengths.split(",")]
+        prefill = prefill_floor(args.dtype, lengths, args.repeat, args.layers)
+        text = json.dumps(prefill, indent=2) + "\n"
+        if args.out:
+            args.out.write_text(text, "utf-8")
+        print(text)
+        return
     if args.command == "floor":
         # the dev queries' median and longest query (11 and 21 tokens with the calibrated
         # tokenizer), and a 30-pair rerank batch padded to its median and longest (117, 173)
