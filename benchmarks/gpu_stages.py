@@ -455,9 +455,13 @@ def prefill_floor(dtype: str, lengths: Sequence[int], repeat: int, layers: int) 
 
     torch_dtype = getattr(torch, dtype)
     config = LlamaConfig(**{**LLAMA_31_8B, "num_hidden_layers": layers})
+    previous = torch.get_default_dtype()
     torch.set_default_dtype(torch_dtype)  # initialise the 8B weights in place, not in float32
-    with torch.device("cuda"):
-        model = LlamaForCausalLM(config).eval()
+    try:
+        with torch.device("cuda"):
+            model = LlamaForCausalLM(config).eval()
+    finally:
+        torch.set_default_dtype(previous)
     result: dict[str, Any] = {
         "dtype": dtype,
         "device": torch.cuda.get_device_name(),
