@@ -476,6 +476,14 @@ def prefill_floor(dtype: str, lengths: Sequence[int], repeat: int, layers: int) 
     return result
 
 
+def _emit(result: dict[str, Any], out: Path | None) -> None:
+    """Print a result as JSON, and write it to `out` when given."""
+    text = json.dumps(result, indent=2) + "\n"
+    if out:
+        out.write_text(text, "utf-8")
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -511,22 +519,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "prefill":
         lengths = [int(n) for n in args.lengths.split(",")]
-        prefill = prefill_floor(args.dtype, lengths, args.repeat, args.layers)
-        text = json.dumps(prefill, indent=2) + "\n"
-        if args.out:
-            args.out.write_text(text, "utf-8")
-        print(text)
+        _emit(prefill_floor(args.dtype, lengths, args.repeat, args.layers), args.out)
         return
     if args.command == "floor":
         # the dev queries' median and longest query (11 and 21 tokens with the calibrated
         # tokenizer), and a 30-pair rerank batch padded to its median and longest (117, 173)
         shapes = {"query": (1, 11), "query_long": (1, 21), "rerank_30": (30, 117),
                   "rerank_30_long": (30, 173)}  # fmt: skip
-        floor = launch_floor(args.dtype, shapes, args.repeat, args.layers)
-        text = json.dumps(floor, indent=2) + "\n"
-        if args.out:
-            args.out.write_text(text, "utf-8")
-        print(text)
+        _emit(launch_floor(args.dtype, shapes, args.repeat, args.layers), args.out)
         return
     if args.command == "export":
         sizes = [int(v) for v in args.vocab_sizes.split(",")]
