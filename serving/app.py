@@ -8,13 +8,14 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
 from puls.settings import Settings
 from retrieval import Retriever, close_retriever, open_retriever
@@ -46,23 +47,31 @@ from serving.stage_timing import time_reranker
 log = logging.getLogger(__name__)
 
 
+WARM_UP_RETRY_MAX_S = 15.0
+
+
 async def warm_up(
     app: FastAPI, retriever: Retriever, engines: dict[str, LLM], budget: TokenBudget
 ) -> None:
-    """Load the embedder and the models, run each once, then mark the app ready. The budget
-    store is probed but optional, like session memory: while it is down, answers count
-    tokens in this process (`serving/budget.py`)."""
+    """Load the embedder and the small model, run each once, then mark the app ready; then
+    warm the large route, which readiness does not wait for (the router falls back to the
+    small model while it is down).
+
+    Each part is retried until it succeeds, every 1 s growing to `WARM_UP_RETRY_MAX_S`: an
+    engine still loading its weights (vLLM takes minutes) or a store starting beside the pod
+    delays readiness instead of leaving the replica unready for good. Meanwhile `/readyz`
+    says what failed last. The budget store is probed but optional, like session memory:
+    while it is down, answers count tokens in this process (`serving/budget.py`)."""
     started = time.monotonic()
-    try:
+
+    async def ready_parts() -> None:
         await asyncio.to_thread(retriever.warm_up)
-        for engine in engines.values():
-            await engine.warm_up()
+        await engines["small"].warm_up()
         await budget.probe()
         await asyncio.to_thread(app.state.embeddings.counter.count, "concert")
-    except Exception as exc:
-        app.state.warm_up_error = f"{type(exc).__name__}: {exc}"
-        log.exception("warm-up failed")
-        return
+
+    await _retry_until_done(ready_parts, "warm-up", app)
+    app.state.warm_up_error = None
     freeze_startup_objects()
     app.state.ready = True
     log.info(
@@ -71,6 +80,33 @@ async def warm_up(
         retriever.events.count(),
         ", ".join(engines),
     )
+    for name, engine in engines.items():
+        if name != "small":
+            await _retry_until_done(engine.warm_up, f"warm-up of the {name} engine")
+
+
+async def _retry_until_done(
+    step: Callable[[], Awaitable[None]], what: str, app: FastAPI | None = None
+) -> None:
+    """Run `step` until it returns, logging each failure (and keeping it in
+    `app.state.warm_up_error` for `/readyz`). Cancelled at shutdown."""
+
+    def note(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "%s failed (attempt %d, next in %.0f s): %s", what, state.attempt_number, wait, error
+        )
+        if app is not None:
+            app.state.warm_up_error = error
+
+    retrying = AsyncRetrying(
+        wait=wait_exponential(multiplier=1, max=WARM_UP_RETRY_MAX_S), before_sleep=note
+    )
+    async for attempt in retrying:
+        with attempt:
+            await step()
 
 
 def freeze_startup_objects() -> None:
@@ -185,7 +221,9 @@ def _add_probes(app: FastAPI, metrics: Metrics) -> None:
         router falls back to the small one)."""
         state = request.app.state
         if state.warm_up_error:
-            raise NotReady(f"warm-up failed: {state.warm_up_error}", code="warm_up_failed")
+            raise NotReady(
+                f"warm-up failed, retrying: {state.warm_up_error}", code="warm_up_failed"
+            )
         if not state.ready:
             raise NotReady("warming up", code="warming_up")
         retriever: Retriever = state.retriever

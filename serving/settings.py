@@ -89,9 +89,6 @@ class ServingSettings(BaseSettings):
         None, description="Model name sent to the large engine; unset = `llm_model`."
     )
     llm_timeout_s: float = Field(60.0, gt=0, description="Read timeout of one remote generation.")
-    llm_warm_up_timeout_s: float = Field(
-        900.0, gt=0, description="How long start-up waits for a remote engine (vLLM loads slowly)."
-    )
     llm_model_path: Path | None = Field(
         None, description="GGUF file for the embedded engine; unset = the packaged Gemma-3-270M."
     )

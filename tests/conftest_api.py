@@ -22,9 +22,10 @@ LLAMA_START_TIMEOUT_S = 90
 
 
 @contextmanager
-def llama_cpp_server() -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server on a free port; yields its `/v1` URL."""
-    port = free_port()
+def llama_cpp_server(port: int | None = None) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on `port` (default: a free one); yields
+    its `/v1` URL."""
+    port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
          "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "False"],

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gc
+import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -14,7 +18,8 @@ from retrieval.settings import RetrievalSettings
 from serving.app import create_app
 from serving.settings import ServingSettings
 from tests.conftest import free_port
-from tests.conftest_memory import app_client
+from tests.conftest_api import llama_cpp_server
+from tests.conftest_memory import READY_TIMEOUT_S, app_client
 
 pytestmark = pytest.mark.integration
 
@@ -45,3 +50,48 @@ def test_ready_means_the_start_up_heap_is_frozen(ingested: Path) -> None:
     with app_client(ingested) as client:
         assert client.get("/readyz").status_code == 200
         assert gc.get_freeze_count() > 100_000
+
+
+def wait_for_readyz(client: TestClient, done: Callable[[httpx.Response], bool]) -> httpx.Response:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not done(ready := client.get("/readyz")):
+        assert time.monotonic() < deadline, ready.text
+        time.sleep(0.2)
+    return ready
+
+
+def test_warm_up_retries_until_a_late_engine_is_up(ingested: Path, tmp_path: Path) -> None:
+    """vLLM loads for minutes beside the API pod: the API is not ready until the engine
+    answers, says why meanwhile, and needs no restart once it does."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(ingested, data_dir)
+    port = free_port()
+    settings = Settings(
+        retrieval=RetrievalSettings(data_dir=data_dir),
+        ingest=IngestSettings(),
+        serving=ServingSettings(
+            llm_url=f"http://127.0.0.1:{port}/v1", llm_model="gemma", answer_max_tokens=8
+        ),
+    )
+    with TestClient(create_app(settings)) as client:
+        failed = wait_for_readyz(client, lambda r: r.status_code == 503 and "failed" in r.text)
+        error = failed.json()["error"]
+        assert error["code"] == "warm_up_failed"
+        assert "retrying" in error["message"] and f"127.0.0.1:{port}" in error["message"]
+
+        with llama_cpp_server(port):
+            wait_for_readyz(client, lambda r: r.status_code == 200)
+            answer = client.post(
+                "/v1/chat/completions",
+                json={"model": "puls", "messages": [{"role": "user", "content": "jazz"}]},
+            )
+            assert answer.status_code == 200, answer.text
+
+
+def test_a_down_large_engine_does_not_hold_readiness(ingested: Path) -> None:
+    """The router falls back to the small model while the large one is down, so readiness
+    waits for the small one only (app_client fails on any error of that part)."""
+    dead_large = f"http://127.0.0.1:{free_port()}/v1"
+    with app_client(ingested, llm_large_url=dead_large) as client:
+        assert client.get("/readyz").status_code == 200
+        assert not client.app.state.warm_up_error  # type: ignore[attr-defined]

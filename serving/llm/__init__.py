@@ -14,7 +14,6 @@ def build_llm(settings: ServingSettings) -> LLM:
             settings.llm_model,
             settings.llm_api_key,
             settings.llm_timeout_s,
-            warm_up_timeout_s=settings.llm_warm_up_timeout_s,
         )
     from serving.llm.llama_cpp import LlamaCppLLM
 
@@ -32,7 +31,6 @@ def build_large_llm(settings: ServingSettings) -> LLM | None:
         settings.llm_large_model or settings.llm_model,
         settings.llm_api_key,
         settings.llm_timeout_s,
-        warm_up_timeout_s=settings.llm_warm_up_timeout_s,
     )
 
 

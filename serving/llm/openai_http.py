@@ -13,10 +13,8 @@ docs/benchmarks.md).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,8 +25,6 @@ from serving.llm.protocol import Chunk, EngineError, EngineUnavailable, Sampling
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
-WARM_UP_TIMEOUT_S = 900.0
-WARM_UP_POLL_S = 2.0
 
 
 class OpenAIHTTPLLM:
@@ -42,11 +38,9 @@ class OpenAIHTTPLLM:
         model: str,
         api_key: str | None = None,
         timeout_s: float = 60.0,
-        warm_up_timeout_s: float = WARM_UP_TIMEOUT_S,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.warm_up_timeout_s = warm_up_timeout_s
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # no total: a stream lasts as long as it generates; each read waits `timeout_s`
         self._timeout = aiohttp.ClientTimeout(
@@ -78,16 +72,9 @@ class OpenAIHTTPLLM:
             raise EngineUnavailable(f"LLM server at {self.base_url} unreachable: {exc}") from exc
 
     async def warm_up(self) -> None:
-        """Wait until the server answers `/models` (it may still be loading), then generate once."""
-        deadline = time.monotonic() + self.warm_up_timeout_s
-        while True:
-            try:
-                await self.check_health()
-                break
-            except EngineUnavailable:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(WARM_UP_POLL_S)
+        """Check the server lists its models (it may still be loading: the app retries),
+        then generate once."""
+        await self.check_health()
         async for _ in self.stream("Bonjour", SamplingParams(max_tokens=1)):
             pass
 
