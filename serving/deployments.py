@@ -286,6 +286,19 @@ def build_app(settings: Settings) -> serve.Application:
     return Ingress.options(**ingress_options(s)).bind(llm, embedder, reranker)  # type: ignore[attr-defined]
 
 
+def app_builder(args: dict[str, str]) -> serve.Application:
+    """The graph for a Serve config file: KubeRay's RayService names
+    `import_path: serving.deployments:app_builder` (helm/puls, `api.runtime: rayservice`).
+    Serve calls it with the application's `args`; settings come from the Ray pods'
+    environment instead, as for every other entry point, so `args` must be empty."""
+    if args:
+        raise ConfigError(
+            f"serving.deployments:app_builder takes no args (got {', '.join(sorted(args))}): "
+            "set PULS_* variables in the Ray pods' environment"
+        )
+    return build_app(load_settings())
+
+
 def run(settings: Settings, host: str, port: int) -> None:
     """Start a local Ray cluster, deploy the graph on `host:port`, block until SIGINT/SIGTERM,
     then let Serve drain in-flight requests and stop."""

@@ -39,13 +39,17 @@ HADOLINT_TIMEOUT_S = 60
 Manifest = dict[str, Any]
 
 
-def _vllm_pin() -> str:
-    """The version after `vllm==` in pyproject.toml's gpu extra."""
-    for requirement in PYPROJECT["project"]["optional-dependencies"]["gpu"]:
+def _pin(extra: str, package: str) -> str:
+    """The version after `package==` (extras aside) in pyproject.toml's `extra`."""
+    for requirement in PYPROJECT["project"]["optional-dependencies"][extra]:
         name, _, version = requirement.partition("==")
-        if name.strip().lower() == "vllm":
+        if name.split("[")[0].strip().lower() == package:
             return version.strip()
-    raise AssertionError("pyproject.toml's gpu extra does not pin vllm")
+    raise AssertionError(f"pyproject.toml's {extra} extra does not pin {package}")
+
+
+def _vllm_pin() -> str:
+    return _pin("gpu", "vllm")
 
 
 def _settings_variables() -> set[str]:
@@ -94,6 +98,15 @@ def _pod_specs(docs: list[Manifest]) -> Iterator[tuple[Manifest, Manifest]]:
             yield doc, doc["spec"]["template"]["spec"]
         elif doc["kind"] == "CronJob":
             yield doc, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        elif doc["kind"] == "RayService":
+            for group in _ray_groups(doc):
+                yield doc, group["template"]["spec"]
+
+
+def _ray_groups(rayservice: Manifest) -> list[Manifest]:
+    """The head group, then the worker groups, of a RayService's cluster."""
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    return [cluster["headGroupSpec"], *cluster.get("workerGroupSpecs", [])]
 
 
 def _containers(spec: Manifest, init: bool = True) -> list[Manifest]:
@@ -371,6 +384,7 @@ def test_chart_values_match_the_pins() -> None:
     assert chart["appVersion"] == PYPROJECT["project"]["version"]
     assert set(values["config"]) <= _settings_variables()
     assert values["llm"]["backend"] == "vllm"
+    assert values["rayService"]["rayVersion"] == _pin("gpu", "ray")
 
 
 def test_chart_renders_a_secret_only_when_asked() -> None:
@@ -387,6 +401,7 @@ def test_chart_renders_a_secret_only_when_asked() -> None:
     [
         ({"config": {"LLM_URL": "http://x/v1"}}, "only PULS_* settings"),
         ({"llm": {"backend": "rayservice"}}, "renders no engine"),
+        ({"api": {"runtime": "kuberay"}}, 'api.runtime "kuberay"'),
         ({"secret": {"create": True}}, "PULS_DATABASE_URL is required"),
         (
             {
@@ -457,6 +472,79 @@ def test_chart_can_keep_the_feature_reranker_beside_a_gpu_embedder() -> None:
     config = _config(_render_chart({"retrievalModels": {"enabled": True, "rerankerPath": ""}}))
     assert config["PULS_EMBEDDER"] == "sentence-transformers"
     assert not any(key.startswith("PULS_RERANKER") for key in config)
+
+
+RAYSERVICE = {"api": {"runtime": "rayservice"}, "retrievalModels": {"enabled": True}}
+
+
+def test_chart_runs_the_serve_graph_as_a_rayservice_when_asked() -> None:
+    """api.runtime rayservice: no API Deployment; a RayService whose pods pass the checks
+    every pod passes, on the pinned Ray, behind a Service of the same name."""
+    docs = _render_chart(RAYSERVICE)
+    assert not _has_component(docs, "api") and _has_component(docs, "vllm")
+    assert not _of_kind(docs, "HorizontalPodAutoscaler")
+    assert not _of_kind(docs, "PodDisruptionBudget")
+    (rayservice,) = _of_kind(docs, "RayService")
+    assert rayservice["spec"]["rayClusterConfig"]["rayVersion"] == _pin("gpu", "ray")
+    assert rayservice["spec"]["serveService"]["metadata"]["name"] == "puls-api"
+    assert [g.get("groupName") for g in _ray_groups(rayservice)] == [None, "cpu", "gpu"]
+    test_every_container_has_requests_and_a_memory_limit(docs)
+    test_every_pod_runs_as_non_root_without_privilege_escalation(docs)
+    test_every_puls_variable_is_a_settings_field(docs)
+    test_puls_image_is_tagged_with_the_project_version(docs)
+
+
+def test_every_ray_pod_carries_the_ray_serve_variables_of_puls_serve() -> None:
+    """Ray reads them at import in each of its processes: `puls serve --ray` sets them in its
+    own environment, the chart in every Ray pod's."""
+    from serving.ray_start import ray_serve_env
+
+    (rayservice,) = _of_kind(_render_chart(RAYSERVICE), "RayService")
+    for group in _ray_groups(rayservice):
+        (container,) = group["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert {k: v for k, v in env.items() if k.startswith("RAY_")} == ray_serve_env(False)
+
+
+def test_the_rayservice_builds_the_graph_its_cluster_can_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What KubeRay's Serve controller does with serveConfigV2 (Ray's own import and build
+    functions), under the ConfigMap's settings: the Ingress autoscales between the chart's
+    bounds, and the Embedder and Reranker replicas fit on one GPU worker and fill its CPUs."""
+    from ray._common.utils import import_attr
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+    from ray.serve._private.build_app import build_app
+
+    from serving.deployments import APP_NAME
+
+    docs = _render_chart(RAYSERVICE)
+    (rayservice,) = _of_kind(docs, "RayService")
+    serve_config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    (application,) = serve_config["applications"]
+    assert application["name"] == APP_NAME
+    for name in _settings_variables():
+        monkeypatch.delenv(name, raising=False)
+    for name, value in _config(docs).items():
+        monkeypatch.setenv(name, value)
+
+    builder = import_attr(application["import_path"])
+    app = call_user_app_builder_with_args_if_necessary(builder, application.get("args", {}))
+    deployments = {d.name: d for d in build_app(app, name=APP_NAME).deployments}
+    assert set(deployments) == {"Ingress", "Embedder", "Reranker"}  # vLLM is PULS_LLM_URL
+
+    autoscaling = deployments["Ingress"]._deployment_config.autoscaling_config
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["rayService"]
+    assert autoscaling.min_replicas == values["ingress"]["minReplicas"]
+    assert autoscaling.max_replicas == values["ingress"]["maxReplicas"]
+
+    gpu_group = _ray_groups(rayservice)[-1]
+    (container,) = gpu_group["template"]["spec"]["containers"]
+    models = [deployments["Embedder"].ray_actor_options, deployments["Reranker"].ray_actor_options]
+    assert (
+        0 < sum(m["num_gpus"] for m in models) <= container["resources"]["limits"]["nvidia.com/gpu"]
+    )
+    assert sum(m["num_cpus"] for m in models) == float(gpu_group["rayStartParams"]["num-cpus"])
 
 
 def test_chart_passes_helm_lint() -> None:

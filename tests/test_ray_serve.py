@@ -27,6 +27,7 @@ from serving.deployments import (
     ServeCrossEncoder,
     ServeEmbedder,
     ServeLLM,
+    app_builder,
     build_app,
     embedder_options,
     ingress_options,
@@ -89,6 +90,15 @@ def test_the_reranker_gets_a_deployment_of_its_own_only_with_a_cross_encoder() -
     features = Settings(retrieval=RetrievalSettings(), ingest=IngestSettings(), serving=gpu)
     with pytest.raises(ConfigError, match="PULS_RERANKER=cross-encoder"):
         build_app(features)
+
+
+@pytest.mark.unit
+def test_the_config_file_builder_takes_its_settings_from_the_environment_only() -> None:
+    """`serving.deployments:app_builder` (KubeRay's import path) refuses Serve `args`: one
+    settings object, read from the PULS_* variables as everywhere."""
+    assert isinstance(app_builder({}), serve.Application)
+    with pytest.raises(ConfigError, match="takes no args .got top_k.: set PULS_"):
+        app_builder({"top_k": "3"})
 
 
 def test_puls_serve_refuses_a_reranker_deployment_without_a_model_in_one_line(

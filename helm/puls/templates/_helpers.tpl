@@ -62,10 +62,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* Container resources, with one GPU added when the pod runs the retrieval models
-     (retrievalModels.enabled, docs/adr/0008). Takes (dict "ctx" . "resources" ...). */}}
+     (retrievalModels.enabled, docs/adr/0008). Takes (dict "ctx" . "resources" ...), and
+     "gpu" to decide for a pod that runs only part of the graph (Ray workers). */}}
 {{- define "puls.modelResources" -}}
 {{- $resources := deepCopy (.resources | default dict) -}}
-{{- if .ctx.Values.retrievalModels.enabled -}}
+{{- if hasKey . "gpu" | ternary .gpu .ctx.Values.retrievalModels.enabled -}}
 {{- $_ := set $resources "requests" (merge (dict "nvidia.com/gpu" 1) ($resources.requests | default dict)) -}}
 {{- $_ := set $resources "limits" (merge (dict "nvidia.com/gpu" 1) ($resources.limits | default dict)) -}}
 {{- end -}}
@@ -73,11 +74,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* nodeSelector and tolerations of a pod, with the GPU node group's added when it runs the
-     retrieval models. Takes (dict "ctx" . "nodeSelector" ... "tolerations" ...). */}}
+     retrieval models. Takes (dict "ctx" . "nodeSelector" ... "tolerations" ...), and "gpu"
+     as puls.modelResources does. */}}
 {{- define "puls.podPlacement" -}}
 {{- $nodeSelector := deepCopy (.nodeSelector | default dict) -}}
 {{- $tolerations := .tolerations | default list -}}
-{{- if .ctx.Values.retrievalModels.enabled -}}
+{{- if hasKey . "gpu" | ternary .gpu .ctx.Values.retrievalModels.enabled -}}
 {{- $nodeSelector = merge $nodeSelector .ctx.Values.retrievalModels.nodeSelector -}}
 {{- $tolerations = concat $tolerations .ctx.Values.retrievalModels.tolerations -}}
 {{- end -}}
@@ -108,4 +110,77 @@ tolerations:
   mountPath: /models
   readOnly: true
 {{- end }}
+{{- end -}}
+
+{{/* api.runtime, checked: `deployment` or `rayservice`. */}}
+{{- define "puls.runtime" -}}
+{{- $runtime := .Values.api.runtime | default "deployment" -}}
+{{- if not (has $runtime (list "deployment" "rayservice")) -}}
+{{- fail (printf "api.runtime %q: use deployment or rayservice" $runtime) -}}
+{{- end -}}
+{{- $runtime -}}
+{{- end -}}
+
+{{/* The Ray Serve variables `puls serve --ray` sets (serving/ray_start.py `ray_serve_env`,
+     Serve's Python proxy): Ray reads them at import in every Ray process, so every Ray pod
+     carries them (tests/test_deploy_config.py compares the two). */}}
+{{- define "puls.rayServeEnv" -}}
+- name: RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD
+  value: "0"
+- name: RAY_SERVE_PROXY_USE_GRPC
+  value: "1"
+{{- end -}}
+
+{{/* The pod template of a Ray node of the RayService (rayservice.yaml): our image, the
+     ConfigMap, the Secret and the Ray Serve variables in its environment; GPU, GPU placement
+     and the models volume on the GPU workers only. KubeRay writes the container's command
+     (`ray start ...`). Takes (dict "ctx" . "name" ... "resources" ... "gpu" bool). */}}
+{{- define "puls.rayPod" -}}
+{{- $ctx := .ctx -}}
+metadata:
+  labels:
+    {{- include "puls.labels" $ctx | nindent 4 }}
+  annotations:
+    checksum/config: {{ include (print $ctx.Template.BasePath "/configmap.yaml") $ctx | sha256sum }}
+spec:
+  {{- with $ctx.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $ctx.Values.podSecurityContext | nindent 4 }}
+  {{- include "puls.podPlacement" (dict "ctx" $ctx "nodeSelector" $ctx.Values.api.nodeSelector "tolerations" $ctx.Values.api.tolerations "gpu" .gpu) | nindent 2 }}
+  containers:
+    - name: {{ .name }}
+      image: {{ include "puls.image" $ctx }}
+      imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+      envFrom:
+        - configMapRef:
+            name: {{ include "puls.fullname" $ctx }}-config
+      env:
+        {{- include "puls.secretEnv" $ctx | nindent 8 }}
+        {{- include "puls.rayServeEnv" $ctx | nindent 8 }}
+      resources:
+        {{- include "puls.modelResources" (dict "ctx" $ctx "resources" .resources "gpu" .gpu) | nindent 8 }}
+      securityContext:
+        {{- toYaml $ctx.Values.containerSecurityContext | nindent 8 }}
+      # Ray keeps its sessions, logs and sockets under /tmp/ray.
+      volumeMounts:
+        - name: data
+          mountPath: /var/lib/puls
+        - name: tmp
+          mountPath: /tmp
+        {{- if .gpu }}
+        {{- include "puls.modelsMount" $ctx | nindent 8 }}
+        {{- end }}
+  volumes:
+    - name: data
+      emptyDir:
+        sizeLimit: 1Gi
+    - name: tmp
+      emptyDir:
+        sizeLimit: 4Gi
+    {{- if .gpu }}
+    {{- include "puls.modelsVolume" $ctx | nindent 4 }}
+    {{- end }}
 {{- end -}}
