@@ -53,9 +53,7 @@ WARM_UP_RETRY_MAX_S = 15.0
 async def warm_up(
     app: FastAPI, retriever: Retriever, engines: dict[str, LLM], budget: TokenBudget
 ) -> None:
-    """Load the embedder and the small model, run each once, then mark the app ready; then
-    warm the large route, which readiness does not wait for (the router falls back to the
-    small model while it is down).
+    """Load the embedder and the small model, run each once, then mark the app ready.
 
     Each part is retried until it succeeds, every 1 s growing to `WARM_UP_RETRY_MAX_S`: an
     engine still loading its weights (vLLM takes minutes) or a store starting beside the pod
@@ -80,6 +78,11 @@ async def warm_up(
         retriever.events.count(),
         ", ".join(engines),
     )
+
+
+async def warm_up_large(engines: dict[str, LLM]) -> None:
+    """Warm the large route, retrying as `warm_up` does. Readiness does not wait for it: the
+    router falls back to the small model while it is down."""
     for name, engine in engines.items():
         if name != "small":
             await _retry_until_done(engine.warm_up, f"warm-up of the {name} engine")
@@ -146,11 +149,17 @@ def create_app(
     engine_factory: Callable[[ServingSettings], dict[str, LLM]] = build_engines,
     retriever_factory: Callable[[Settings], Retriever] = _open_retriever,
     echo_request_id: bool = True,
+    wait_for_warm_up: bool = False,
 ) -> FastAPI:
     """The API. `engine_factory` and `retriever_factory` build the engines and the retriever
     in the lifespan: in-process or remote by default, or through Ray Serve deployments
     (serving/deployments.py), whose proxy already answers with the request id
-    (`echo_request_id=False`, see RequestContextMiddleware)."""
+    (`echo_request_id=False`, see RequestContextMiddleware).
+
+    The lifespan starts the warm-up and, by default, serves meanwhile: `/healthz` answers and
+    `/readyz` tells Kubernetes when to send traffic. `wait_for_warm_up=True` ends the
+    lifespan's start-up only once warm, for Ray Serve, which routes requests to a replica
+    as soon as that start-up is over and has no readiness probe."""
     serving = settings.serving
     metrics = Metrics()
 
@@ -175,11 +184,17 @@ def create_app(
             serving.max_embedding_inputs,
             metrics,
         )
-        task = asyncio.create_task(warm_up(app, retriever, engines, budget))
+        tasks = [
+            asyncio.create_task(warm_up(app, retriever, engines, budget)),
+            asyncio.create_task(warm_up_large(engines)),
+        ]
         try:
+            if wait_for_warm_up:
+                await asyncio.shield(tasks[0])  # a cancelled start-up cancels it below
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
             for engine in engines.values():
                 await engine.aclose()
             await budget.store.aclose()

@@ -208,6 +208,7 @@ def ingress_app() -> FastAPI:
         engine_factory=serve_engines,
         retriever_factory=serve_retriever,
         echo_request_id=False,  # Serve answers with the request id itself
+        wait_for_warm_up=True,  # no request reaches a replica before it is warm
     )
 
 

@@ -95,3 +95,18 @@ def test_a_down_large_engine_does_not_hold_readiness(ingested: Path) -> None:
     with app_client(ingested, llm_large_url=dead_large) as client:
         assert client.get("/readyz").status_code == 200
         assert not client.app.state.warm_up_error  # type: ignore[attr-defined]
+
+
+def test_on_ray_serve_the_app_starts_only_once_warm(ingested: Path, tmp_path: Path) -> None:
+    """Serve routes requests to a replica as soon as its lifespan has started, and has no
+    readiness probe: with `wait_for_warm_up` that start-up ends only once the app is ready."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(ingested, data_dir)
+    settings = Settings(
+        retrieval=RetrievalSettings(data_dir=data_dir),
+        ingest=IngestSettings(),
+        serving=ServingSettings(answer_max_tokens=8),
+    )
+    with TestClient(create_app(settings, wait_for_warm_up=True)) as client:
+        assert client.app.state.ready  # type: ignore[attr-defined]
+        assert client.get("/readyz").status_code == 200
