@@ -486,6 +486,7 @@ def test_chart_runs_the_serve_graph_as_a_rayservice_when_asked() -> None:
     assert not _of_kind(docs, "PodDisruptionBudget")
     (rayservice,) = _of_kind(docs, "RayService")
     assert rayservice["spec"]["rayClusterConfig"]["rayVersion"] == _pin("gpu", "ray")
+    assert rayservice["spec"]["rayClusterConfig"]["authOptions"] == {"mode": "token"}
     assert rayservice["spec"]["serveService"]["metadata"]["name"] == "puls-api"
     assert [g.get("groupName") for g in _ray_groups(rayservice)] == [None, "cpu", "gpu"]
     test_every_container_has_requests_and_a_memory_limit(docs)

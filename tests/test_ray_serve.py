@@ -4,12 +4,18 @@ testing mode, in-process), and real `serve.run`s answering over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import secrets
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import psutil
 import pytest
+import yaml
 from openai import OpenAI
 from ray import serve
 
@@ -34,13 +40,19 @@ from serving.deployments import (
     llm_options,
     reranker_options,
 )
+from serving.ray_start import ray_serve_env
 from serving.settings import ServingSettings
-from tests.conftest import RemoteServer, ingested_uids, puls_env, run_puls
+from tests.conftest import RemoteServer, free_port, ingested_uids, puls_env, run_puls
 from tests.conftest_api import llama_cpp_server
 from tests.test_cross_encoder import NOW, candidate
+from tests.test_deploy_config import _of_kind, _render_chart
 from tests.test_llm_engines import check_contract
 
 pytestmark = pytest.mark.integration
+
+RAY_CLI_TIMEOUT_S = 180
+RAY_START_ATTEMPTS = 3
+RAY_DEPLOY_TIMEOUT_S = 300
 
 
 @pytest.mark.unit
@@ -224,3 +236,84 @@ def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> No
     assert ids == (["client-id-1"], 1)
     assert ready["engines"] == {"small": "openai-http"}
     assert text.startswith("Voici") and "jazz" in text.lower()
+
+
+def _ray_cli(
+    *args: str, env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`ray` or `serve` (the venv's) with `args`, under `env`."""
+    binary = Path(sys.executable).parent / args[0]
+    return subprocess.run(
+        [str(binary), *args[1:]], env=env, capture_output=True, text=True, check=check,
+        timeout=RAY_CLI_TIMEOUT_S,
+    )  # fmt: skip
+
+
+def _start_ray_head(env: dict[str, str], gcs_port: int, dashboard_port: int) -> None:
+    """`ray start --head` as KubeRay starts a head pod, again after one of Ray's start-up
+    timeouts (serving/ray_start.py: fresh machines miss them)."""
+    for attempt in range(RAY_START_ATTEMPTS):
+        started = _ray_cli(
+            "ray", "start", "--head", f"--port={gcs_port}", f"--dashboard-port={dashboard_port}",
+            "--num-cpus=4", "--include-dashboard=true", "--disable-usage-stats",
+            env=env, check=False,
+        )  # fmt: skip
+        if started.returncode == 0:
+            return
+        _ray_cli("ray", "stop", "--force", env=env, check=False)
+        if attempt == RAY_START_ATTEMPTS - 1:
+            raise RuntimeError(
+                f"ray start failed:\n{started.stdout[-3000:]}{started.stderr[-3000:]}"
+            )
+
+
+@pytest.mark.slow
+def test_the_charts_rayservice_deploys_through_the_ray_dashboard(
+    ingested: Path, sample_files: list[Path], tmp_path: Path
+) -> None:
+    """What KubeRay does with `api.runtime: rayservice`: a Ray head started with the pods'
+    environment (the Ray Serve variables, a token as `authOptions` sets it) gets the chart's
+    serveConfigV2 through its dashboard's REST API (`serve deploy`), imports
+    `serving.deployments:app_builder` and serves the API; a client without the token is
+    refused."""
+    (rayservice,) = _of_kind(_render_chart({"api": {"runtime": "rayservice"}}), "RayService")
+    config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    serve_port, gcs_port, dashboard_port = free_port(), free_port(), free_port()
+    config["http_options"]["port"] = serve_port  # 8000 in a pod
+    config_file = tmp_path / "serve.yaml"
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    data_dir = tmp_path / "data"
+    shutil.copytree(ingested, data_dir)
+    token = secrets.token_hex(32)
+    env = {
+        **puls_env(data_dir),
+        **ray_serve_env(False),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+    }
+    dashboard = f"http://127.0.0.1:{dashboard_port}"
+    url = f"http://127.0.0.1:{serve_port}"
+
+    _start_ray_head(env, gcs_port, dashboard_port)
+    try:
+        _ray_cli("serve", "deploy", str(config_file), f"--address={dashboard}", env=env)
+        deadline = time.monotonic() + RAY_DEPLOY_TIMEOUT_S
+        while not _answers(f"{url}/readyz"):
+            assert time.monotonic() < deadline, "the RayService's app did not turn ready"
+            time.sleep(1)
+        client = OpenAI(base_url=f"{url}/v1", api_key="local", max_retries=0)
+        r = client.chat.completions.create(**JAZZ_REQUEST)  # type: ignore[call-overload]
+        no_token = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+        refused = _ray_cli("serve", "status", f"--address={dashboard}", env=no_token, check=False)
+    finally:
+        _ray_cli("ray", "stop", "--force", env=env, check=False)
+    citations = r.model_extra["citations"]
+    assert citations and {c["uid"] for c in citations} <= ingested_uids(sample_files)
+    assert refused.returncode != 0 and "Authentication" in refused.stdout + refused.stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
