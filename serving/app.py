@@ -190,7 +190,7 @@ def create_app(
         ]
         try:
             if wait_for_warm_up:
-                await asyncio.shield(tasks[0])  # a cancelled start-up cancels it below
+                await tasks[0]
             yield
         finally:
             for task in tasks:

@@ -52,6 +52,17 @@ def test_ready_means_the_start_up_heap_is_frozen(ingested: Path) -> None:
         assert gc.get_freeze_count() > 100_000
 
 
+def settings_on_a_copy(ingested: Path, tmp_path: Path, **serving: str) -> Settings:
+    """Settings over a copy of the ingested data dir (one process per Milvus Lite dir)."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(ingested, data_dir)
+    return Settings(
+        retrieval=RetrievalSettings(data_dir=data_dir),
+        ingest=IngestSettings(),
+        serving=ServingSettings(llm_model="gemma", answer_max_tokens=8, **serving),
+    )
+
+
 def wait_for_readyz(client: TestClient, done: Callable[[httpx.Response], bool]) -> httpx.Response:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not done(ready := client.get("/readyz")):
@@ -63,16 +74,8 @@ def wait_for_readyz(client: TestClient, done: Callable[[httpx.Response], bool]) 
 def test_warm_up_retries_until_a_late_engine_is_up(ingested: Path, tmp_path: Path) -> None:
     """vLLM loads for minutes beside the API pod: the API is not ready until the engine
     answers, says why meanwhile, and needs no restart once it does."""
-    data_dir = tmp_path / "data"
-    shutil.copytree(ingested, data_dir)
     port = free_port()
-    settings = Settings(
-        retrieval=RetrievalSettings(data_dir=data_dir),
-        ingest=IngestSettings(),
-        serving=ServingSettings(
-            llm_url=f"http://127.0.0.1:{port}/v1", llm_model="gemma", answer_max_tokens=8
-        ),
-    )
+    settings = settings_on_a_copy(ingested, tmp_path, llm_url=f"http://127.0.0.1:{port}/v1")
     with TestClient(create_app(settings)) as client:
         failed = wait_for_readyz(client, lambda r: r.status_code == 503 and "failed" in r.text)
         error = failed.json()["error"]
@@ -100,13 +103,7 @@ def test_a_down_large_engine_does_not_hold_readiness(ingested: Path) -> None:
 def test_on_ray_serve_the_app_starts_only_once_warm(ingested: Path, tmp_path: Path) -> None:
     """Serve routes requests to a replica as soon as its lifespan has started, and has no
     readiness probe: with `wait_for_warm_up` that start-up ends only once the app is ready."""
-    data_dir = tmp_path / "data"
-    shutil.copytree(ingested, data_dir)
-    settings = Settings(
-        retrieval=RetrievalSettings(data_dir=data_dir),
-        ingest=IngestSettings(),
-        serving=ServingSettings(answer_max_tokens=8),
-    )
+    settings = settings_on_a_copy(ingested, tmp_path)
     with TestClient(create_app(settings, wait_for_warm_up=True)) as client:
         assert client.app.state.ready  # type: ignore[attr-defined]
         assert client.get("/readyz").status_code == 200
