@@ -512,7 +512,8 @@ def test_the_rayservice_builds_the_graph_its_cluster_can_place(
 ) -> None:
     """What KubeRay's Serve controller does with serveConfigV2 (Ray's own import and build
     functions), under the ConfigMap's settings: the Ingress autoscales between the chart's
-    bounds, and the Embedder and Reranker replicas fit on one GPU worker and fill its CPUs."""
+    bounds, within what the CPU workers hold at their own bounds, and the Embedder and
+    Reranker replicas fit on one GPU worker and fill its CPUs."""
     from ray._common.utils import import_attr
     from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
     from ray.serve._private.build_app import build_app
@@ -534,12 +535,17 @@ def test_the_rayservice_builds_the_graph_its_cluster_can_place(
     deployments = {d.name: d for d in build_app(app, name=APP_NAME).deployments}
     assert set(deployments) == {"Ingress", "Embedder", "Reranker"}  # vLLM is PULS_LLM_URL
 
-    autoscaling = deployments["Ingress"]._deployment_config.autoscaling_config
+    ingress = deployments["Ingress"]
+    autoscaling = ingress._deployment_config.autoscaling_config
     values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["rayService"]
     assert autoscaling.min_replicas == values["ingress"]["minReplicas"]
     assert autoscaling.max_replicas == values["ingress"]["maxReplicas"]
+    _, cpu_group, gpu_group = _ray_groups(rayservice)
+    worker_cpus = float(cpu_group["rayStartParams"]["num-cpus"])
+    per_worker = worker_cpus // ingress.ray_actor_options["num_cpus"]
+    assert autoscaling.min_replicas <= cpu_group["minReplicas"] * per_worker
+    assert autoscaling.max_replicas <= cpu_group["maxReplicas"] * per_worker
 
-    gpu_group = _ray_groups(rayservice)[-1]
     (container,) = gpu_group["template"]["spec"]["containers"]
     models = [deployments["Embedder"].ray_actor_options, deployments["Reranker"].ray_actor_options]
     assert (
