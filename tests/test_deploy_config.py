@@ -109,8 +109,9 @@ def _ray_groups(rayservice: Manifest) -> list[Manifest]:
     return [cluster["headGroupSpec"], *cluster.get("workerGroupSpecs", [])]
 
 
-def _containers(spec: Manifest, init: bool = True) -> list[Manifest]:
-    return list(spec.get("containers", [])) + (list(spec.get("initContainers", [])) if init else [])
+def _containers(spec: Manifest) -> list[Manifest]:
+    """A pod's containers, init containers included: every check applies to both."""
+    return list(spec.get("containers", [])) + list(spec.get("initContainers", []))
 
 
 def _deployment(docs: list[Manifest], component: str) -> Manifest:
