@@ -50,6 +50,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.load.prompts import DEFAULT_PROMPTS, Prompt, load_prompts
 from serving.answer import INTRO_STOP, intro_prompt
 from serving.llm.llama_cpp import packaged_gguf
+from serving.ray_start import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
@@ -60,14 +61,6 @@ SEED = 1234
 TOP_P = 0.9  # the stack's default; sent to the raw engine too
 TARGET_RATIO = 0.05
 TARGET_P95_MS = 30.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], name: str) -> None:
@@ -376,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--set takes PULS_NAME=VALUE or RAY_SERVE_NAME=VALUE")
 
     prompts = load_prompts(args.prompts)[: args.limit]
-    raw_port, stack_port = _free_port(), _free_port()
+    raw_port, stack_port = free_port(), free_port()
     raw = f"http://127.0.0.1:{raw_port}/v1"
     stack = f"http://127.0.0.1:{stack_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULS_")}

