@@ -397,10 +397,22 @@ def test_chart_renders_a_secret_only_when_asked() -> None:
     assert secret["stringData"]["PULS_LLM_API_KEY"] == ""
 
 
+RAYSERVICE = {"api": {"runtime": "rayservice"}, "retrievalModels": {"enabled": True}}
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
         ({"config": {"LLM_URL": "http://x/v1"}}, "only PULS_* settings"),
+        ({"config": {"PULS_LLM_URL": "http://x/v1"}}, "config.PULS_LLM_URL: the chart derives"),
+        (
+            {**RAYSERVICE, "config": {"PULS_RAY_RERANKER_NUM_CPUS": "2"}},
+            "config.PULS_RAY_RERANKER_NUM_CPUS: the chart derives",
+        ),
+        (
+            {**RAYSERVICE, "rayService": {"gpuWorkers": {"embedderCpus": 0.5}}},
+            "embedderCpus 0.5: a whole number of CPUs",
+        ),
         ({"llm": {"backend": "rayservice"}}, "renders no engine"),
         ({"api": {"runtime": "kuberay"}}, 'api.runtime "kuberay"'),
         ({"secret": {"create": True}}, "PULS_DATABASE_URL is required"),
@@ -475,9 +487,6 @@ def test_chart_can_keep_the_feature_reranker_beside_a_gpu_embedder() -> None:
     assert not any(key.startswith("PULS_RERANKER") for key in config)
 
 
-RAYSERVICE = {"api": {"runtime": "rayservice"}, "retrievalModels": {"enabled": True}}
-
-
 def test_chart_runs_the_serve_graph_as_a_rayservice_when_asked() -> None:
     """api.runtime rayservice: no API Deployment; a RayService whose pods pass the checks
     every pod passes, on the pinned Ray, behind a Service of the same name."""
@@ -508,20 +517,23 @@ def test_every_ray_pod_carries_the_ray_serve_variables_of_puls_serve() -> None:
         assert {k: v for k, v in env.items() if k.startswith("RAY_")} == ray_serve_env(False)
 
 
+@pytest.mark.parametrize("model_cpus", [None, {"embedderCpus": 2, "rerankerCpus": 3}])
 def test_the_rayservice_builds_the_graph_its_cluster_can_place(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, model_cpus: dict[str, int] | None
 ) -> None:
     """What KubeRay's Serve controller does with serveConfigV2 (Ray's own import and build
     functions), under the ConfigMap's settings: the Ingress autoscales between the chart's
     bounds, within what the CPU workers hold at their own bounds, and the Embedder and
-    Reranker replicas fit on one GPU worker and fill its CPUs."""
+    Reranker replicas fit on one GPU worker and fill its CPUs (with the chart's default
+    CPUs per model replica, and with others)."""
     from ray._common.utils import import_attr
     from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
     from ray.serve._private.build_app import build_app
 
     from serving.deployments import APP_NAME
 
-    docs = _render_chart(RAYSERVICE)
+    values = {**RAYSERVICE, "rayService": {"gpuWorkers": model_cpus}} if model_cpus else RAYSERVICE
+    docs = _render_chart(values)
     (rayservice,) = _of_kind(docs, "RayService")
     serve_config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
     (application,) = serve_config["applications"]
@@ -538,9 +550,9 @@ def test_the_rayservice_builds_the_graph_its_cluster_can_place(
 
     ingress = deployments["Ingress"]
     autoscaling = ingress._deployment_config.autoscaling_config
-    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["rayService"]
-    assert autoscaling.min_replicas == values["ingress"]["minReplicas"]
-    assert autoscaling.max_replicas == values["ingress"]["maxReplicas"]
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["rayService"]
+    assert autoscaling.min_replicas == defaults["ingress"]["minReplicas"]
+    assert autoscaling.max_replicas == defaults["ingress"]["maxReplicas"]
     _, cpu_group, gpu_group = _ray_groups(rayservice)
     worker_cpus = float(cpu_group["rayStartParams"]["num-cpus"])
     per_worker = worker_cpus // ingress.ray_actor_options["num_cpus"]
@@ -553,6 +565,8 @@ def test_the_rayservice_builds_the_graph_its_cluster_can_place(
         0 < sum(m["num_gpus"] for m in models) <= container["resources"]["limits"]["nvidia.com/gpu"]
     )
     assert sum(m["num_cpus"] for m in models) == float(gpu_group["rayStartParams"]["num-cpus"])
+    expected = model_cpus or defaults["gpuWorkers"]
+    assert [m["num_cpus"] for m in models] == [expected["embedderCpus"], expected["rerankerCpus"]]
 
 
 def test_chart_passes_helm_lint() -> None:
