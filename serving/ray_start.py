@@ -144,10 +144,11 @@ def haproxy_env(port: int) -> dict[str, str]:
 
     Its files go to `haproxy_dir(port)` (Ray adds a directory per node), so that two stacks
     on one machine keep apart and a stale HAProxy can be found by its config file's path
-    (`kill_stale_haproxy`). Its stats
-    page and Prometheus exporter get free ports: Ray's defaults (8404, 9101) would clash
-    with a second stack and with a stale HAProxy. Ray's config template binds those two
-    on all interfaces, whatever Serve's host; the API itself stays on Serve's host."""
+    (`kill_stale_haproxy`). Ray's fixed ports would clash with a second stack or a stale
+    HAProxy, so three get free ones: HAProxy's stats page and Prometheus exporter (8404 and
+    9101, which Ray's config template binds on all interfaces, whatever Serve's host) and
+    the fallback Serve proxy that HAProxy keeps as a backup server (8500, on Serve's host).
+    The API itself stays on Serve's host."""
     files = haproxy_dir(port)
     return {
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(files / "haproxy.cfg"),
@@ -157,6 +158,7 @@ def haproxy_env(port: int) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(files / "server-state"),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
     }
 
 
@@ -190,12 +192,10 @@ def kill_stale_haproxy(files: Path) -> list[int]:
 
 def set_ray_serve_env(haproxy: bool, port: int) -> None:
     """Put `ray_serve_env` in `os.environ`, and with HAProxy `haproxy_env` too, before
-    `ray.serve` is imported; a variable the caller set wins. With HAProxy, first kill one
-    that a killed stack left on this port."""
+    `ray.serve` is imported; a variable the caller set wins. First kill an HAProxy that a
+    killed stack left on this port, with or without HAProxy now: it holds the port."""
+    for pid in kill_stale_haproxy(haproxy_dir(port)):
+        logger.warning("killed a stale HAProxy (pid %d) left on port %d", pid, port)
     env = ray_serve_env(haproxy) | (haproxy_env(port) if haproxy else {})
     for name, value in env.items():
         os.environ.setdefault(name, value)
-    if haproxy:
-        files = Path(os.environ["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent
-        for pid in kill_stale_haproxy(files):
-            logger.warning("killed a stale HAProxy (pid %d) configured in %s", pid, files)

@@ -4,6 +4,7 @@ here `init` starts real child processes, as Ray's GCS and raylet are."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.ray_start import RAY_START_ATTEMPTS, start_local_ray
+from serving.ray_start import RAY_START_ATTEMPTS, SIDE_PORTS, start_local_ray
 
 pytestmark = pytest.mark.unit
 
@@ -86,7 +87,7 @@ def test_ray_reads_the_serve_variables_puls_sets(haproxy: bool) -> None:
         "c.RAY_SERVE_PROXY_USE_GRPC, c.RAY_SERVE_HAPROXY_CONFIG_FILE_LOC, "
         "c.RAY_SERVE_HAPROXY_SOCKET_PATH, c.RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH, "
         "c.RAY_SERVE_HAPROXY_SERVER_STATE_FILE, c.RAY_SERVE_HAPROXY_STATS_PORT, "
-        "c.RAY_SERVE_HAPROXY_METRICS_PORT)"
+        "c.RAY_SERVE_HAPROXY_METRICS_PORT, c.RAY_SERVE_FALLBACK_PROXY_HTTP_PORT)"
     )
     env = {"PATH": "/usr/bin:/bin", **ray_serve_env(haproxy)}
     if haproxy:
@@ -99,7 +100,10 @@ def test_ray_reads_the_serve_variables_puls_sets(haproxy: bool) -> None:
     assert flags == ["False", str(haproxy), str(not haproxy)]
     ours = str(haproxy_dir(8080))
     assert all(path.startswith(ours + "/") for path in files) == haproxy
-    assert (ports == ["8404", "9101"]) != haproxy  # Ray's fixed defaults, or free ports
+    if haproxy:  # free ports where Ray's processes do not listen (serving/ray_start.py)
+        assert all(int(port) in SIDE_PORTS for port in ports)
+    else:
+        assert ports == ["8404", "9101", "8500"]  # Ray's fixed defaults, which go unused
 
 
 def _haproxy(config_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -141,4 +145,25 @@ def test_a_stale_haproxy_on_the_port_is_killed_and_no_other(tmp_path: Path) -> N
         for process in (stale, other):
             process.kill()
             process.wait()
+        shutil.rmtree(haproxy_dir(port), ignore_errors=True)
+
+
+@pytest.mark.parametrize("haproxy", [False, True])
+def test_puls_serve_kills_a_stale_haproxy_on_its_port_with_either_proxy(
+    haproxy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stale HAProxy holds the API's port whichever proxy the next start uses."""
+    from serving.ray_start import free_port, haproxy_dir, set_ray_serve_env
+
+    port = free_port()
+    stale = _haproxy(haproxy_dir(port) / "node-id", port)
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # what set_ray_serve_env writes
+    try:
+        set_ray_serve_env(haproxy, port)
+        assert stale.wait(timeout=10) is not None
+        config = os.environ.get("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC")
+        assert (config == str(haproxy_dir(port) / "haproxy.cfg")) == haproxy
+    finally:
+        stale.kill()
+        stale.wait()
         shutil.rmtree(haproxy_dir(port), ignore_errors=True)
