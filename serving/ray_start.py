@@ -1,4 +1,5 @@
-"""Starting the local Ray cluster of `puls serve --ray`, with retries for a slow start.
+"""Starting the local Ray cluster of `puls serve --ray`: retries for a slow start, and the
+Ray Serve variables it sets (HAProxy's files and ports below).
 
 `ray.init` gives its processes 30 s each: the GCS to publish its port ("Timed out waiting
 for file .../gcs_server_port_...", `RAY_gcs_server_port_wait_time_s`) and the raylet to
@@ -116,17 +117,17 @@ def ray_serve_env(haproxy: bool) -> dict[str, str]:
     return env
 
 
-def free_port(host: str = "") -> int:
+def free_port() -> int:
     """A port to listen on, outside the kernel's ephemeral range (32768-60999 here): a port
     bound to 0 comes from that range, where Ray's processes listen and connect while it
     starts. A CI run's test picked 52365 that way for the API; HAProxy then could not bind
     it ("Address already in use"): it is the port Ray's dashboard agent listens on
-    (`DEFAULT_DASHBOARD_AGENT_LISTEN_PORT`). `host=""` checks all interfaces, where
-    HAProxy's side listeners bind."""
+    (`DEFAULT_DASHBOARD_AGENT_LISTEN_PORT`). Checked on all interfaces, where HAProxy's
+    side listeners bind."""
     for port in random.sample(SIDE_PORTS, 200):
         with socket.socket() as sock:
             try:
-                sock.bind((host, port))
+                sock.bind(("", port))
             except OSError:
                 continue
             return port

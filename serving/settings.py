@@ -40,8 +40,8 @@ class ServingSettings(BaseSettings):
         description="Ray Serve: HAProxy instead of Serve's Python proxy as the HTTP ingress "
         "(RAY_SERVE_ENABLE_HA_PROXY, Ray >= 2.55): the hop through Serve takes ~6 ms with it "
         "against ~16 ms behind Serve's proxy (docs/benchmarks.md, ADR 0002). Its stats page "
-        "and Prometheus exporter listen on two free ports on all interfaces "
-        "(serving/ray_start.py `haproxy_env`); `false` runs without them.",
+        "and Prometheus exporter listen on free ports on all interfaces "
+        "(serving/ray_start.py `haproxy_env`); `false` runs Serve's proxy instead.",
     )
     ray_autoscaling_max_replicas: int | None = Field(
         None, ge=1, description="Ray Serve: autoscale the ingress up to this many replicas."
