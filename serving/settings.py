@@ -35,13 +35,15 @@ class ServingSettings(BaseSettings):
     ray_ingress_max_ongoing_requests: int = Field(
         256, ge=1, description="Ray Serve: requests in flight per ingress replica."
     )
-    ray_haproxy: bool = Field(
-        True,
+    ray_haproxy: bool | None = Field(
+        None,
         description="Ray Serve: HAProxy instead of Serve's Python proxy as the HTTP ingress "
         "(RAY_SERVE_ENABLE_HA_PROXY, Ray >= 2.55): the hop through Serve takes ~6 ms with it "
-        "against ~16 ms behind Serve's proxy (docs/benchmarks.md, ADR 0002). Its stats page "
-        "and Prometheus exporter listen on free ports on all interfaces "
-        "(serving/ray_start.py `haproxy_env`); `false` runs Serve's proxy instead.",
+        "against ~16 ms behind Serve's proxy (docs/benchmarks.md, ADR 0002). Unset: HAProxy "
+        "when its binary is found (ray[serve] installs one on Linux only), else Serve's "
+        "proxy; true: HAProxy or a start-up error; false: Serve's proxy. HAProxy's stats "
+        "page and Prometheus exporter listen on free ports on all interfaces "
+        "(serving/ray_start.py `haproxy_env`).",
     )
     ray_autoscaling_max_replicas: int | None = Field(
         None, ge=1, description="Ray Serve: autoscale the ingress up to this many replicas."

