@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.load.prompts import DEFAULT_PROMPTS, Prompt, load_prompts
@@ -78,19 +79,28 @@ def _wait(url: str, process: subprocess.Popen[bytes], name: str) -> None:
 
 
 @contextmanager
-def _process(args: list[str], ready_url: str, name: str, env: dict[str, str]) -> Iterator[None]:
+def _process(
+    args: list[str], ready_url: str, name: str, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
         args, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         _wait(ready_url, process, name)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _http_proxy(stack: subprocess.Popen[bytes]) -> str:
+    """Which HTTP proxy a `puls serve --ray` runs (PULS_RAY_HAPROXY unset picks HAProxy only
+    where its binary is found): `haproxy` when one is among its processes, else `serve`."""
+    children = psutil.Process(stack.pid).children(recursive=True)
+    return "haproxy" if any(child.name() == "haproxy" for child in children) else "serve"
 
 
 def _stream(client: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -386,8 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     stack_cmd = [sys.executable, "-m", "puls", "serve", mode, "--port", str(stack_port)]
     with (
         _process(raw_cmd, f"{raw}/models", "the raw engine", env),
-        _process(stack_cmd, f"{stack}/readyz", "puls serve", env),
+        _process(stack_cmd, f"{stack}/readyz", "puls serve", env) as stack_process,
     ):
+        proxy = _http_proxy(stack_process) if args.ray else None
         measured = measure(stack, raw, prompts, args.rounds, args.settle_ms / 1000)
     report = {
         "benchmark": "overhead",
@@ -403,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             "questions_with_generation": measured["planned"],
             "engine": engine,
             "stack": f"puls serve {mode}",
+            "ray_http_proxy": proxy,
         },  # fmt: skip
         **summarise(measured),
         "rows": measured["rows"],

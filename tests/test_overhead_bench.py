@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import sys
+import time
+from pathlib import Path
 
+import psutil
 import pytest
 
-from benchmarks.overhead import _process, overhead_parts
+from benchmarks.overhead import _http_proxy, _process, overhead_parts
 from serving.llm.openai_http import OpenAIHTTPLLM
 from tests.conftest import free_port
 from tests.test_llm_engines import check_contract
@@ -32,3 +37,30 @@ def test_the_overhead_parts_add_up_to_the_overhead() -> None:
                      "in_stack": 0.25, "engine_hop": 1.2}  # fmt: skip
     assert sum(parts.values()) == pytest.approx(7.5 - 1.0)
     assert overhead_parts(1.0, 7.5, {"server_ttft": 6.0}) == {}  # a stack without the stage
+
+
+def test_the_benchmark_names_the_ray_proxy_from_the_stacks_processes(tmp_path: Path) -> None:
+    """Unset, PULS_RAY_HAPROXY depends on the machine: the JSON says which proxy ran, read
+    from the stack's process tree (a `haproxy` below it, as Ray starts HAProxy)."""
+    haproxy = tmp_path / "haproxy"
+    shutil.copy("/bin/sleep", haproxy)  # a process named haproxy
+    trees = {
+        "haproxy": subprocess.Popen(["bash", "-c", f"{haproxy} 30; true"]),
+        "serve": subprocess.Popen(["bash", "-c", "sleep 30; true"]),
+    }
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+            psutil.Process(tree.pid).children() for tree in trees.values()
+        ):
+            time.sleep(0.05)  # bash starts its child
+        assert {name: _http_proxy(tree) for name, tree in trees.items()} == {
+            "haproxy": "haproxy",
+            "serve": "serve",
+        }
+    finally:
+        for tree in trees.values():
+            for child in psutil.Process(tree.pid).children(recursive=True):
+                child.kill()
+            tree.kill()
+            tree.wait()
