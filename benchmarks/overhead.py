@@ -344,7 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True, help="An ingested PULS_DATA_DIR.")
     parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS)
     parser.add_argument("--limit", type=int, default=20, help="Questions used (file order).")
-    parser.add_argument("--rounds", type=int, default=2, help="Each round measures each once.")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="Each round asks each question once, of one system; two rounds ask both.",
+    )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
         "--settle-ms",
@@ -374,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         "or Ray Serve's RAY_SERVE_* (e.g. RAY_SERVE_THROUGHPUT_OPTIMIZED=1).",
     )
     args = parser.parse_args(argv)
+    if args.rounds < 2:
+        parser.error("--rounds takes 2 or more: each question reaches each system once every "
+                     "two rounds")  # fmt: skip
     extra = dict(item.split("=", 1) for item in args.set)
     if any(not name.startswith(("PULS_", "RAY_SERVE_")) for name in extra):
         parser.error("--set takes PULS_NAME=VALUE or RAY_SERVE_NAME=VALUE")
