@@ -51,16 +51,20 @@ def _children() -> set[int]:
     return {child.pid for child in psutil.Process().children(recursive=True)}
 
 
-def _kill_new_children(before: set[int]) -> None:
-    """Kill the processes a failed start left (GCS, raylet, agents), not ones we had before."""
-    children = psutil.Process().children(recursive=True)
-    started = [child for child in children if child.pid not in before]
-    for process in started:
+def _kill(processes: list[psutil.Process]) -> None:
+    """Kill `processes` (some may have exited already) and wait for them to go."""
+    for process in processes:
         try:
             process.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(started, timeout=10)
+    psutil.wait_procs(processes, timeout=10)
+
+
+def _kill_new_children(before: set[int]) -> None:
+    """Kill the processes a failed start left (GCS, raylet, agents), not ones we had before."""
+    children = psutil.Process().children(recursive=True)
+    _kill([child for child in children if child.pid not in before])
 
 
 def start_local_ray(init: Callable[[], object]) -> None:
@@ -185,12 +189,7 @@ def kill_stale_haproxy(files: Path) -> list[int]:
         config = _haproxy_config(process.info["cmdline"] or [])
         if config is not None and config.is_relative_to(files):
             stale.append(process)
-    for process in stale:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(stale, timeout=10)
+    _kill(stale)
     return [process.pid for process in stale]
 
 
