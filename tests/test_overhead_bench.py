@@ -1,5 +1,5 @@
-"""benchmarks/overhead.py's pieces: the instant engine speaks what the stack reads, and the
-overhead's parts add up to it."""
+"""benchmarks/overhead.py's and serve_start.py's pieces: the instant engine speaks what the stack
+reads, the overhead's parts add up to it, the proxy and the memory come from the process tree."""
 
 from __future__ import annotations
 
@@ -64,3 +64,23 @@ def test_the_benchmark_names_the_ray_proxy_from_the_stacks_processes(tmp_path: P
                 child.kill()
             tree.kill()
             tree.wait()
+
+
+def test_the_start_benchmark_sums_the_memory_of_the_whole_tree() -> None:
+    """`puls serve --ray`'s memory is spread over Ray's processes below it."""
+    from benchmarks.serve_start import tree_rss
+
+    tree = subprocess.Popen(["bash", "-c", "sleep 30; true"])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not psutil.Process(tree.pid).children():
+            time.sleep(0.05)
+        (child,) = psutil.Process(tree.pid).children()
+        rss, names = tree_rss(tree.pid)
+        own = psutil.Process(tree.pid).memory_info().rss + child.memory_info().rss
+        assert names == ["bash", "sleep"] and rss == pytest.approx(own, rel=0.05)
+    finally:
+        for child in psutil.Process(tree.pid).children(recursive=True):
+            child.kill()
+        tree.kill()
+        tree.wait()
