@@ -37,8 +37,9 @@ from retrieval.build import ConfigError
 
 logger = logging.getLogger(__name__)
 
-# Ports for HAProxy's side listeners: above Ray's worker ports (10002-19999), below the ports
-# Serve's replicas listen on (30000-31000) and the kernel's ephemeral range (32768-60999).
+# Where `free_port` picks (HAProxy's side listeners; the tests' and benchmarks' servers): above
+# Ray's worker ports (10002-19999), below the ports Serve's replicas listen on (30000-31000)
+# and the kernel's ephemeral range (32768-60999).
 SIDE_PORTS = range(20000, 30000)
 
 RAY_START_ATTEMPTS = 3
