@@ -5,7 +5,8 @@
 
 Starts llama-cpp-python's own OpenAI server (the raw engine) and `puls serve` with
 `PULS_LLM_URL` pointing at that same server, so both paths run the SAME generation on the
-same process: the stack's extra time is exactly parse + retrieval + rendering + two HTTP hops.
+same process: the stack's extra time is parse, rendering, two HTTP hops and whatever of the
+search the engine's prefill does not hide (the intro starts beside it, ADR 0009).
 
 For each question the stack is asked once (unmeasured) to learn how many events it cites;
 the raw engine then gets the exact prompt the stack sends (`serving.answer.intro_prompt`) with
@@ -196,7 +197,7 @@ def _plan(client: httpx.Client, stack: str, prompts: list[Prompt]) -> list[tuple
         r.raise_for_status()
         count = len(r.json()["citations"])
         if count:  # no event → a fixed reply, the model is not called
-            planned.append((question, intro_prompt(question.query, count), count))
+            planned.append((question, intro_prompt(question.query), count))
     return planned
 
 

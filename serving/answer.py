@@ -16,17 +16,20 @@ PARIS = ZoneInfo("Europe/Paris")
 INTRO_PREFIX = "Voici"
 INTRO_STOP = ("\n", "Question :")
 
+# The intro is told the question only, never the events or their number (ADR 0009), so it
+# can start while the search runs. Plain paraphrases: a base model copies its examples'
+# flourishes ("pour faire le plein d'images") into most answers (benchmarks/intro_words.py).
 _FEW_SHOT = """Question : Une exposition de photographie à Lyon ce week-end ?
-Sélection : 3 événements
-Réponse : Voici 3 expositions de photographie à Lyon ce week-end, pour faire le plein d'images.
+Réponse : Voici des expositions de photographie à Lyon ce week-end.
 
 Question : Un atelier pour enfants à Nantes demain ?
-Sélection : 2 événements
-Réponse : Voici 2 ateliers pour les enfants à Nantes demain, parfaits pour une sortie en famille.
+Réponse : Voici des ateliers pour les enfants à Nantes demain, parfaits pour une sortie en famille.
 
-Question : Que faire ce soir près de moi ?
-Sélection : 4 événements
-Réponse : Voici 4 idées de sorties près de chez vous pour ce soir.
+Question : Que faire à Bordeaux samedi soir ?
+Réponse : Voici quelques idées de sorties à Bordeaux pour samedi soir.
+
+Question : Un concert près de moi ?
+Réponse : Voici des concerts près de chez vous.
 
 """
 
@@ -35,11 +38,13 @@ _MONTHS = ("janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "
            "nov.", "déc.")  # fmt: skip
 
 
-def intro_prompt(question: str, count: int) -> str:
-    """The few-shot completion prompt; the model continues after "Réponse : Voici"."""
+def intro_prompt(question: str) -> str:
+    """The few-shot completion prompt; the model continues after "Réponse : Voici".
+
+    The question alone: the search's results would only have given it their number, and
+    without them the engine can be asked while the search runs."""
     question = " ".join(question.split())
-    head = f"Question : {question}\nSélection : {count} événements\nRéponse : {INTRO_PREFIX}"
-    return _FEW_SHOT + head
+    return f"{_FEW_SHOT}Question : {question}\nRéponse : {INTRO_PREFIX}"
 
 
 def format_when(start: datetime, end: datetime) -> str:

@@ -83,6 +83,11 @@ class Metrics:
             "model), budget_store (budgets counted in this replica: the shared store is down).",
             ["reason"], registry=r,
         )  # fmt: skip
+        self.dropped_intros = Counter(
+            "puls_dropped_intros",
+            "Intros started beside a search that found no event, then stopped (ADR 0009).",
+            registry=r,
+        )
         self.budget_rejections = Counter(
             "puls_budget_rejections", "Requests refused (429) by a daily token hard cap.",
             ["scope"], registry=r,

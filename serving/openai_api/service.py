@@ -233,11 +233,11 @@ class ChatService:
         return result
 
     async def _start(
-        self, route: Route, query: str, result: SearchResult, params: SamplingParams
+        self, route: Route, query: str, params: SamplingParams
     ) -> tuple[Route, Primed]:
         """Start the intro on the chosen engine and wait for its first chunk; when the large
         engine cannot answer, the small one does."""
-        prompt = intro_prompt(query, len(result.events))
+        prompt = intro_prompt(query)
         try:
             primed = await Primed.start(self.engines[route.model].stream(prompt, params))
         except EngineUnavailable:
@@ -249,6 +249,39 @@ class ChatService:
         # the engine's own TTFT as seen from here: the request's TTFT less this is the stack's
         self.metrics.observe_stage("engine_first_chunk", primed.first_at - primed.opened_at)
         return route, primed
+
+    async def _search_and_start(
+        self, parsed: ParsedQuery, top_k: int, route: Route, query: str, params: SamplingParams
+    ) -> tuple[SearchResult, tuple[Route, Primed] | None]:
+        """The search, and meanwhile the intro: its prompt is the question alone (ADR 0009),
+        so the engine's prefill hides the search instead of following it. A search that
+        finds nothing is answered without the model: its intro is dropped, and an engine
+        that failed meanwhile does not matter."""
+        intro = asyncio.create_task(self._start(route, query, params))
+        try:
+            result = await asyncio.to_thread(self._search, parsed, top_k)
+        except BaseException:
+            await self._drop(intro)
+            raise
+        if not result.events:
+            await self._drop(intro)
+            return result, None
+        return result, await intro
+
+    async def _drop(self, intro: asyncio.Task[tuple[Route, Primed]]) -> None:
+        """Stop an intro nobody will read, whether it is still starting or has started."""
+        self.metrics.dropped_intros.inc()
+        intro.cancel()
+        try:
+            _, primed = await intro
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this request is being cancelled too
+            return  # stopped before its first chunk
+        except Exception:
+            return  # the engine failed: nothing runs
+        await primed.aclose()
 
     async def prepare(self, request: ChatCompletionRequest, started: float) -> Prepared:
         """Everything that can fail with a 4xx, plus retrieval, before any byte is sent."""
@@ -285,15 +318,23 @@ class ChatService:
             profile = await self.memory.profile_for(owner) if self.memory else None
             sampling = self._params(request, degraded)
             cache = await self._cache_lookup(merged, owner, profile, top_k, sampling)
-            if cache.get("cached") is None or self._must_verify(cache):
+            started_intro: tuple[Route, Primed] | None = None
+            if cache.get("cached") is None:
+                result, started_intro = await self._search_and_start(
+                    merged, top_k, route, texts[-1], sampling
+                )
+            elif self._must_verify(cache):  # a hit saves the intro: none starts before
                 result = await asyncio.to_thread(self._search, merged, top_k)
+            if result is not None:
                 if self.memory is not None:
                     result = biased(result, profile, self.settings.profile_weight)
                 fixed = None if result.events else no_result_message(result)
                 cache = self._verified(cache, result)
             self._count_cache(cache)
-            if result is not None and fixed is None and cache.get("cached") is None:
-                route, generation = await self._start(route, texts[-1], result, sampling)
+            if started_intro is not None:
+                route, generation = started_intro
+            elif result is not None and fixed is None and cache.get("cached") is None:
+                route, generation = await self._start(route, texts[-1], sampling)  # mismatch
             if options.session_id:
                 session_info = await self._remember(
                     options.session_id, owner, texts, merged, location
