@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from benchmarks.overhead import _http_proxy, _process, overhead_parts
+from benchmarks.overhead import _http_proxy, _process, bootstrap_overhead, overhead_parts
 from serving.llm.openai_http import OpenAIHTTPLLM
 from tests.conftest import free_port
 from tests.test_llm_engines import check_contract
@@ -33,10 +33,38 @@ def test_the_overhead_parts_add_up_to_the_overhead() -> None:
     stages = {"server_ttft": 6.0, "request_body": 0.25, "parse": 0.3, "retrieve": 3.0,
               "engine_first_chunk": 2.2}  # fmt: skip
     parts = overhead_parts(raw_ms=1.0, stack_ms=7.5, stages=stages)
-    assert parts == {"ingress": 1.5, "request_body": 0.25, "parse": 0.3, "retrieve": 3.0,
-                     "in_stack": 0.25, "engine_hop": 1.2}  # fmt: skip
+    # the search runs beside the engine's prefill: no part of its own (ADR 0009)
+    assert parts == {"ingress": 1.5, "request_body": 0.25, "parse": 0.3, "in_stack": 3.25,
+                     "engine_hop": 1.2}  # fmt: skip
     assert sum(parts.values()) == pytest.approx(7.5 - 1.0)
     assert overhead_parts(1.0, 7.5, {"server_ttft": 6.0}) == {}  # a stack without the stage
+
+
+def _rows(system: str, ttfts_ms: dict[str, list[float]]) -> list[dict[str, object]]:
+    return [{"system": system, "prompt_id": q, "ttft_s": ms / 1000}
+            for q, values in ttfts_ms.items() for ms in values]  # fmt: skip
+
+
+def test_the_bootstrap_interval_holds_the_overhead_and_narrows_with_more_requests() -> None:
+    """Two questions, the stack 10 ms slower on each, both systems with the same ±20 ms
+    spread: the interval holds +10 ms, and four times the requests halve its width."""
+    spread = [-20.0, -10.0, 0.0, 10.0, 20.0]
+
+    def intervals(repeat: int) -> dict[str, list[float]]:
+        raw = {"a": [200 + d for d in spread] * repeat, "b": [300 + d for d in spread] * repeat}
+        stack = {q: [v + 10 for v in values] for q, values in raw.items()}
+        return bootstrap_overhead(_rows("raw", raw) + _rows("stack", stack), samples=500)
+
+    few, many = intervals(1), intervals(4)
+    for ci in (few, many):
+        low, high = ci["ttft_mean_ms"]
+        assert low < 10 < high
+    width = {
+        n: ci["ttft_mean_ms"][1] - ci["ttft_mean_ms"][0] for n, ci in (("few", few), ("many", many))
+    }
+    assert 0.3 < width["many"] / width["few"] < 0.7
+    low, high = many["share_of_ttft_p50"]
+    assert low <= round(10 / 280, 3) <= high  # 280 ms: the raw p50 of the 40 raw requests
 
 
 def test_the_benchmark_names_the_ray_proxy_from_the_stacks_processes(tmp_path: Path) -> None:
