@@ -5,8 +5,8 @@
 
 Starts llama-cpp-python's own OpenAI server (the raw engine) and `puls serve` with
 `PULS_LLM_URL` pointing at that same server, so both paths run the SAME generation on the
-same process: the stack's extra time is parse, rendering, two HTTP hops and whatever of the
-search the engine's prefill does not hide (the intro starts beside it, ADR 0009).
+same process: the stack's extra time is parse, retrieval, rendering and two HTTP hops (with
+`PULS_INTRO_DURING_SEARCH`, only what of the search the engine's prefill does not hide).
 
 For each question the stack is asked once (unmeasured) to learn how many events it cites;
 the raw engine then gets the exact prompt the stack sends (`serving.answer.intro_prompt`) with
@@ -20,11 +20,11 @@ TTFT is the first token the model generated: for the stack, the first content ch
 (reported apart as `first_byte`). Each row says how many events the answer cites.
 `overhead.ci95` gives 95 % bootstrap intervals of the overhead, and `targets` says whether
 the run decides the 5 % target (`share_of_ttft_le_5pct_ci95`: met, missed or undecided).
-Error events
-and streams without `[DONE]` count as failures. The stack's own stage histograms (`/metrics`)
-say what the overhead is made of: `overhead_parts_ms` splits the mean TTFT overhead into the
-ingress hop, the request body's arrival, parse, the rest of the stack, and the
-extra hop to the engine (stage `engine_first_chunk`). JSON goes to
+Error events and streams without `[DONE]` count as failures. The stack's own stage
+histograms (`/metrics`) say what the overhead is made of: `overhead_parts_ms` splits the mean
+TTFT overhead into the ingress hop, the request body's arrival, parse, retrieval (unless the
+intro starts beside it, `--set PULS_INTRO_DURING_SEARCH=true`), the rest of the stack, and
+the extra hop to the engine (stage `engine_first_chunk`). JSON goes to
 benchmarks/results/overhead-<utc>.json.
 
 The stack is asked each question once before the measured rounds, so its query vector comes
@@ -306,7 +306,7 @@ def bootstrap_overhead(
     }
 
 
-def summarise(measured: dict[str, Any]) -> dict[str, Any]:
+def summarise(measured: dict[str, Any], search_first: bool = True) -> dict[str, Any]:
     rows = measured["rows"]
     by = {s: [r for r in rows if r["system"] == s] for s in ("raw", "stack")}
     summary: dict[str, Any] = {
@@ -345,11 +345,15 @@ def summarise(measured: dict[str, Any]) -> dict[str, Any]:
     }
     stages = measured["stages"]
     summary["stage_means_ms"] = stages
-    summary["overhead_parts_ms"] = overhead_parts(raw_ttft["mean"], stack_ttft["mean"], stages)
+    summary["overhead_parts_ms"] = overhead_parts(
+        raw_ttft["mean"], stack_ttft["mean"], stages, search_first
+    )
     return summary
 
 
-def overhead_parts(raw_ms: float, stack_ms: float, stages: dict[str, float]) -> dict[str, float]:
+def overhead_parts(
+    raw_ms: float, stack_ms: float, stages: dict[str, float], search_first: bool = True
+) -> dict[str, float]:
     """The mean TTFT overhead (`stack_ms` − `raw_ms`) in parts that add up to it, from the
     stack's own clocks:
 
@@ -358,30 +362,39 @@ def overhead_parts(raw_ms: float, stack_ms: float, stages: dict[str, float]) -> 
       Serve's proxy as well);
     - ``request_body``: the request's arrival → its body's last byte (stage `request_body`;
       behind Ray Serve's Python proxy, the replica's call back to the proxy for it);
-    - ``parse``: its stage;
+    - ``parse`` and, when the search runs before the engine is asked (`search_first`, the
+      default), ``retrieve``: their stages;
     - ``in_stack``: the rest of the stack's own TTFT until the engine's first chunk (budget,
-      validation, cache and session lookups, the prompt, and whatever of the search the
-      engine's prefill did not hide: the intro starts beside it, ADR 0009), and the first
-      chunk's relay;
+      validation, cache and session lookups, the prompt; with `PULS_INTRO_DURING_SEARCH`,
+      whatever of the search the engine's prefill did not hide), and the first chunk's
+      relay;
     - ``engine_hop``: the engine's TTFT as the stack sees it (stage `engine_first_chunk`)
       less the raw engine's as the client sees it: the stack's HTTP client and one more hop.
 
-    The search (stage `retrieve`, in `stage_means_ms`) is no part: it runs while the
-    engine prefills. Results from before ADR 0009 have a `retrieve` part instead.
+    With `PULS_INTRO_DURING_SEARCH` the search (stage `retrieve`, in `stage_means_ms`) is
+    no part: it runs while the engine prefills (ADR 0009).
     """
     server, first = stages.get("server_ttft"), stages.get("engine_first_chunk")
     if server is None or first is None:
         return {}  # a stack from before the engine_first_chunk stage
     parse = stages.get("parse", 0.0)
+    retrieve = stages.get("retrieve", 0.0) if search_first else 0.0
     body = stages.get("request_body", 0.0)  # 0 for a stack from before that stage
     parts = {
         "ingress": stack_ms - server,
         "request_body": body,
         "parse": parse,
-        "in_stack": server - body - parse - first,
+        "retrieve": retrieve,
+        "in_stack": server - body - parse - retrieve - first,
         "engine_hop": first - raw_ms,
     }
+    if not search_first:
+        del parts["retrieve"]
     return {name: round(ms, 2) for name, ms in parts.items()}
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _commit() -> str:
@@ -479,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             "stack": f"puls serve {mode}",
             "ray_http_proxy": proxy,
         },  # fmt: skip
-        **summarise(measured),
+        **summarise(measured, search_first=not _is_true(extra.get("PULS_INTRO_DURING_SEARCH"))),
         "rows": measured["rows"],
     }
     out = args.out or RESULTS / f"overhead-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"

@@ -152,6 +152,12 @@ class ServingSettings(BaseSettings):
     session_max_turns: int = Field(
         6, ge=1, le=50, description="User turns a session remembers (older ones are dropped)."
     )
+    intro_during_search: bool = Field(
+        False,
+        description="Ask the engine for the intro while the search runs (its prompt is the "
+        "question alone): for an engine on its own hardware. An engine sharing the stack's "
+        "cores prefills slower by what the search saves (measured on 2 cores, ADR 0009).",
+    )
     cache_enabled: bool = Field(
         False,
         description="Serve repeated questions from the answer cache (opt-in: a hit generates "

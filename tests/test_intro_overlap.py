@@ -1,4 +1,5 @@
-"""The intro starts beside the search (ADR 0009): its prompt is the question alone, a search
+"""The intro's prompt is the question alone (ADR 0009). By default it is asked for once the
+search found events; with `PULS_INTRO_DURING_SEARCH` it starts beside the search, a search
 that finds nothing drops it, and an engine that fails meanwhile only matters when there are
 events to introduce. The engine is a loopback server speaking OpenAI's streamed completions."""
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from puls.settings import Settings
 from serving.answer import intro_prompt
 from serving.app import create_app
 from tests.conftest import loopback_server
@@ -83,19 +85,19 @@ def engine_server(engine: Engine) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def served(
     ingested: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Engine, TestClient]]:
+) -> Iterator[tuple[Engine, TestClient, Settings]]:
     """One app over one engine for the module (a start-up takes ~30 s); each test resets
-    what the engine was asked and how it answers."""
+    what the engine was asked and how it answers, and sets the mode on the app's settings."""
     engine = Engine()
     with engine_server(engine) as url:
         settings = settings_on_a_copy(ingested, tmp_path_factory.mktemp("intro"), llm_url=url)
         with TestClient(create_app(settings)) as client:
             wait_for_readyz(client, lambda r: r.status_code == 200)
-            yield engine, client
+            yield engine, client, settings
 
 
 @pytest.fixture
-def engine(served: tuple[Engine, TestClient]) -> Engine:
+def engine(served: tuple[Engine, TestClient, Settings]) -> Engine:
     engine = served[0]
     with engine.lock:
         engine.prompts.clear()
@@ -103,9 +105,14 @@ def engine(served: tuple[Engine, TestClient]) -> Engine:
     return engine
 
 
-@pytest.fixture
-def client(served: tuple[Engine, TestClient], engine: Engine) -> TestClient:
-    return served[1]
+@pytest.fixture(params=[True], ids=["during-search"])
+def client(served: tuple[Engine, TestClient, Settings], engine: Engine,
+           request: pytest.FixtureRequest) -> Iterator[TestClient]:  # fmt: skip
+    """The app, asking for the intro during the search unless a test says otherwise."""
+    settings = served[2].serving
+    settings.intro_during_search = request.param
+    yield served[1]
+    settings.intro_during_search = False
 
 
 def ask(client: TestClient, question: str, now: str) -> dict[str, object]:
@@ -154,3 +161,17 @@ def test_a_failing_engine_only_matters_when_there_are_events(
     assert nothing["status"] == 200 and nothing["citations"] == []
     assert found["status"] >= 500 and found["error"]["type"]  # OpenAI's envelope
     assert intro_prompt(JAZZ) in engine.intros()
+
+
+@pytest.mark.parametrize("client", [False], ids=["after-search"], indirect=True)
+def test_by_default_the_engine_is_asked_only_once_events_are_found(
+    engine: Engine, client: TestClient
+) -> None:
+    before = dropped(client)
+    nothing = ask(client, NOTHING, NOTHING_NOW)
+    assert nothing["status"] == 200 and nothing["citations"] == []
+    assert engine.intros() == []
+    found = ask(client, JAZZ, NOW)
+    assert found["status"] == 200 and found["citations"]
+    assert engine.intros() == [intro_prompt(JAZZ)]
+    assert dropped(client) == before

@@ -33,10 +33,13 @@ def test_the_overhead_parts_add_up_to_the_overhead() -> None:
     stages = {"server_ttft": 6.0, "request_body": 0.25, "parse": 0.3, "retrieve": 3.0,
               "engine_first_chunk": 2.2}  # fmt: skip
     parts = overhead_parts(raw_ms=1.0, stack_ms=7.5, stages=stages)
-    # the search runs beside the engine's prefill: no part of its own (ADR 0009)
-    assert parts == {"ingress": 1.5, "request_body": 0.25, "parse": 0.3, "in_stack": 3.25,
-                     "engine_hop": 1.2}  # fmt: skip
+    assert parts == {"ingress": 1.5, "request_body": 0.25, "parse": 0.3, "retrieve": 3.0,
+                     "in_stack": 0.25, "engine_hop": 1.2}  # fmt: skip
     assert sum(parts.values()) == pytest.approx(7.5 - 1.0)
+    # with the intro beside the search, the search is no part of its own (ADR 0009)
+    beside = overhead_parts(1.0, 7.5, stages, search_first=False)
+    assert "retrieve" not in beside and beside["in_stack"] == 3.25
+    assert sum(beside.values()) == pytest.approx(7.5 - 1.0)
     assert overhead_parts(1.0, 7.5, {"server_ttft": 6.0}) == {}  # a stack without the stage
 
 

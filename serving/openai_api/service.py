@@ -253,8 +253,9 @@ class ChatService:
     async def _search_and_start(
         self, parsed: ParsedQuery, top_k: int, route: Route, query: str, params: SamplingParams
     ) -> tuple[SearchResult, tuple[Route, Primed] | None]:
-        """The search, and meanwhile the intro: its prompt is the question alone (ADR 0009),
-        so the engine's prefill hides the search instead of following it. A search that
+        """The search, and meanwhile the intro (`PULS_INTRO_DURING_SEARCH`, ADR 0009): its
+        prompt is the question alone, so an engine on its own hardware prefills while the
+        search runs instead of after it. A search that
         finds nothing is answered without the model: its intro is dropped, and an engine
         that failed meanwhile does not matter."""
         intro = asyncio.create_task(self._start(route, query, params))
@@ -319,11 +320,11 @@ class ChatService:
             sampling = self._params(request, degraded)
             cache = await self._cache_lookup(merged, owner, profile, top_k, sampling)
             started_intro: tuple[Route, Primed] | None = None
-            if cache.get("cached") is None:
+            if cache.get("cached") is None and self.settings.intro_during_search:
                 result, started_intro = await self._search_and_start(
                     merged, top_k, route, texts[-1], sampling
                 )
-            elif self._must_verify(cache):  # a hit saves the intro: none starts before
+            elif cache.get("cached") is None or self._must_verify(cache):
                 result = await asyncio.to_thread(self._search, merged, top_k)
             if result is not None:
                 if self.memory is not None:
@@ -334,7 +335,7 @@ class ChatService:
             if started_intro is not None:
                 route, generation = started_intro
             elif result is not None and fixed is None and cache.get("cached") is None:
-                route, generation = await self._start(route, texts[-1], sampling)  # mismatch
+                route, generation = await self._start(route, texts[-1], sampling)
             if options.session_id:
                 session_info = await self._remember(
                     options.session_id, owner, texts, merged, location
