@@ -18,18 +18,23 @@ INTRO_STOP = ("\n", "Question :")
 
 # The intro is told the question only, never the events or their number (ADR 0009), so it
 # can start while the search runs. Plain paraphrases: a base model copies its examples'
-# flourishes ("pour faire le plein d'images") into most answers (benchmarks/intro_words.py).
-_FEW_SHOT = """Question : Une exposition de photographie à Lyon ce week-end ?
-Réponse : Voici des expositions de photographie à Lyon ce week-end.
+# flourishes ("pour faire le plein d'images") into most answers, and the last example's
+# words into answers it cannot phrase ("Voici des concerts près de chez vous." for stars):
+# benchmarks/intro_words.py.
+_FEW_SHOT = """Question : Un concert près de moi ?
+Réponse : Voici des concerts près de chez vous.
 
 Question : Un atelier pour enfants à Nantes demain ?
-Réponse : Voici des ateliers pour les enfants à Nantes demain, parfaits pour une sortie en famille.
+Réponse : Voici des ateliers pour enfants à Nantes demain.
 
 Question : Que faire à Bordeaux samedi soir ?
 Réponse : Voici quelques idées de sorties à Bordeaux pour samedi soir.
 
-Question : Un concert près de moi ?
-Réponse : Voici des concerts près de chez vous.
+Question : Une randonnée dans les Vosges en mai 2026 ?
+Réponse : Voici des randonnées dans les Vosges en mai 2026.
+
+Question : Une exposition de photographie à Lyon ce week-end ?
+Réponse : Voici des expositions de photographie à Lyon ce week-end.
 
 """
 
