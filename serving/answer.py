@@ -17,10 +17,10 @@ INTRO_PREFIX = "Voici"
 INTRO_STOP = ("\n", "Question :")
 
 # The intro is told the question only, never the events or their number (ADR 0009), so it
-# can start while the search runs. Plain paraphrases: a base model copies its examples'
-# flourishes ("pour faire le plein d'images") into most answers, and the last example's
-# words into answers it cannot phrase ("Voici des concerts près de chez vous." for stars):
-# benchmarks/intro_words.py.
+# can start while the search runs (PULS_INTRO_DURING_SEARCH). Plain paraphrases: a base
+# model copies its examples' flourishes ("pour faire le plein d'images") into most answers,
+# and the last example's words into answers it cannot phrase ("Voici des concerts près de
+# chez vous." for stars): benchmarks/intro_words.py.
 _FEW_SHOT = """Question : Un concert près de moi ?
 Réponse : Voici des concerts près de chez vous.
 

@@ -255,9 +255,9 @@ class ChatService:
     ) -> tuple[SearchResult, tuple[Route, Primed] | None]:
         """The search, and meanwhile the intro (`PULS_INTRO_DURING_SEARCH`, ADR 0009): its
         prompt is the question alone, so an engine on its own hardware prefills while the
-        search runs instead of after it. A search that
-        finds nothing is answered without the model: its intro is dropped, and an engine
-        that failed meanwhile does not matter."""
+        search runs instead of after it. A search that finds nothing is answered without
+        the model: its intro is dropped, and an engine that failed meanwhile does not
+        matter."""
         intro = asyncio.create_task(self._start(route, query, params))
         try:
             result = await asyncio.to_thread(self._search, parsed, top_k)
