@@ -52,6 +52,7 @@ from typing import Any
 import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import TypeAdapter, ValidationError
 
 from benchmarks.load.prompts import DEFAULT_PROMPTS, Prompt, load_prompts
 from serving.answer import INTRO_STOP, intro_prompt
@@ -393,8 +394,11 @@ def overhead_parts(
     return {name: round(ms, 2) for name, ms in parts.items()}
 
 
-def _is_true(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+def _intro_during_search(stack_settings: dict[str, str]) -> bool:
+    """Whether the stack was started with the intro beside the search, read as its settings
+    read it (pydantic's bool: "true", "1", "on", "yes"...)."""
+    value = stack_settings.get("PULS_INTRO_DURING_SEARCH", False)
+    return TypeAdapter(bool).validate_python(value)
 
 
 def _commit() -> str:
@@ -453,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     extra = dict(item.split("=", 1) for item in args.set)
     if any(not name.startswith(("PULS_", "RAY_SERVE_")) for name in extra):
         parser.error("--set takes PULS_NAME=VALUE or RAY_SERVE_NAME=VALUE")
+    try:  # checked before the run, not after it
+        search_first = not _intro_during_search(extra)
+    except ValidationError:
+        parser.error("--set PULS_INTRO_DURING_SEARCH takes true or false")
 
     prompts = load_prompts(args.prompts)[: args.limit]
     raw_port, stack_port = free_port(), free_port()
@@ -492,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
             "stack": f"puls serve {mode}",
             "ray_http_proxy": proxy,
         },  # fmt: skip
-        **summarise(measured, search_first=not _is_true(extra.get("PULS_INTRO_DURING_SEARCH"))),
+        **summarise(measured, search_first),
         "rows": measured["rows"],
     }
     out = args.out or RESULTS / f"overhead-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"

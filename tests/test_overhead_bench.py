@@ -14,8 +14,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from benchmarks.overhead import _http_proxy, _process, bootstrap_overhead, overhead_parts
+from benchmarks.overhead import (
+    _http_proxy,
+    _intro_during_search,
+    _process,
+    bootstrap_overhead,
+    overhead_parts,
+)
 from serving.llm.openai_http import OpenAIHTTPLLM
+from serving.settings import ServingSettings
 from tests.conftest import free_port
 from tests.test_llm_engines import check_contract
 
@@ -41,6 +48,14 @@ def test_the_overhead_parts_add_up_to_the_overhead() -> None:
     assert "retrieve" not in beside and beside["in_stack"] == 3.25
     assert sum(beside.values()) == pytest.approx(7.5 - 1.0)
     assert overhead_parts(1.0, 7.5, {"server_ttft": 6.0}) == {}  # a stack without the stage
+
+
+@pytest.mark.parametrize("value", ["true", "1", "on", "False", "0", "off"])
+def test_the_benchmark_reads_the_overlap_setting_as_the_stack_does(value: str) -> None:
+    """Which parts the overhead has depends on it: read as ServingSettings reads it."""
+    stack = ServingSettings(intro_during_search=value).intro_during_search  # type: ignore[arg-type]
+    assert _intro_during_search({"PULS_INTRO_DURING_SEARCH": value}) is stack
+    assert _intro_during_search({}) is ServingSettings().intro_during_search
 
 
 def _rows(system: str, ttfts_ms: dict[str, list[float]]) -> list[dict[str, object]]:
