@@ -2,10 +2,14 @@
 
     python benchmarks/search_latency.py --store .puls [--sizes 100000] [--repeat 3]
         [--queries ../shared/eval/retrieval-dev.jsonl] [--search-index memory,milvus]
+        [--query-cache]
 
 The large corpus replicates the real events with jittered dates (±180 days) and
 coordinates (±0.05°), copying their vectors instead of re-embedding them (identical text
-has an identical vector; embedding 100k passages would take over an hour here). Both
+has an identical vector; embedding 100k passages would take over an hour here). With
+`--query-cache` the retriever keeps its query-vector LRU, as `puls serve` does, so the warm-up
+pass fills it and every measured search reuses its vector: the search's own time, the part of
+a repeated question's TTFT that retrieval adds (benchmarks/overhead.py). Both
 corpora are searched in the same run with the same queries, by each candidate index in turn
 (the in-memory copy, Milvus Lite itself), so their ratios are meaningful on a noisy machine.
 Results: JSON under benchmarks/results/.
@@ -73,8 +77,9 @@ def load_queries(path: Path | None) -> list[Query]:
 
 def measure(retriever: Retriever, queries: list[Query], repeat: int) -> dict[str, Any]:
     """Wall time of `Retriever.search` (parse, embed, dense + BM25 candidates, SQL fetch, rerank),
-    every query embedded afresh (the retriever is opened with its query-vector cache off), and
-    the e5 query embedding alone: what a repeated question saves with the cache on. Once warm,
+    every query embedded afresh unless the retriever keeps its query-vector cache
+    (`--query-cache`), and the e5 query embedding alone: what a repeated question saves with
+    the cache on. Once warm,
     the heap is frozen as the server freezes it (a full GC pass over it took ~90 ms)."""
     started = time.perf_counter()
     retriever.index()  # loads the in-memory copy (PULS_SEARCH_INDEX), as serving's warm-up does
@@ -125,22 +130,27 @@ def replicate(source: Retriever, target: Retriever, size: int, seed: int = 7) ->
             batch, batch_vectors = [], []
 
 
-def _settings(directory: Path, search_index: str = "milvus") -> RetrievalSettings:
-    return RetrievalSettings(
-        data_dir=directory,
-        query_vector_cache=0,
-        search_index=search_index,
-    )
+def _settings(
+    directory: Path, search_index: str = "milvus", query_cache: bool = False
+) -> RetrievalSettings:
+    """The query-vector LRU off (every query embedded) unless `query_cache`: then its default
+    size, as `puls serve` runs."""
+    cache = {} if query_cache else {"query_vector_cache": 0}
+    return RetrievalSettings(data_dir=directory, search_index=search_index, **cache)
 
 
 def measure_store(
-    directory: Path, indexes: list[str], queries: list[Query], repeat: int
+    directory: Path,
+    indexes: list[str],
+    queries: list[Query],
+    repeat: int,
+    query_cache: bool = False,
 ) -> dict[str, Any]:
     """Each search index in turn over the same store (one retriever open at a time: a
     Milvus Lite directory takes one client)."""
     results: dict[str, Any] = {}
     for search_index in indexes:
-        retriever = open_retriever(_settings(directory, search_index))
+        retriever = open_retriever(_settings(directory, search_index, query_cache))
         try:
             results["events"] = retriever.vectors.count()
             results[search_index] = measure(retriever, queries, repeat)
@@ -194,6 +204,14 @@ def main() -> None:
         default="memory,milvus",
         help="candidate indexes to compare, each over the same store (PULS_SEARCH_INDEX)",
     )
+    parser.add_argument(
+        "--query-cache",
+        action="store_true",
+        help="keep the query-vector LRU, as `puls serve` does: searches reuse their vectors",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="the JSON result (default: results/search-latency-<utc>.json)"
+    )
     args = parser.parse_args()
     queries = load_queries(args.queries)
 
@@ -205,16 +223,19 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "queries": len(queries),
         "dense_query": _settings(args.store).dense_query,
-        "results": {"real": measure_store(args.store, indexes, queries, args.repeat)},
+        "query_cache": args.query_cache,
+        "results": {
+            "real": measure_store(args.store, indexes, queries, args.repeat, args.query_cache)
+        },
     }
     for size in (int(s) for s in args.sizes.split(",") if s):
         with tempfile.TemporaryDirectory() as tmp:
             directory = args.keep / str(size) if args.keep else Path(tmp)
             build_s = build_replica(args.store, directory, size)
-            measured = measure_store(directory, indexes, queries, args.repeat)
+            measured = measure_store(directory, indexes, queries, args.repeat, args.query_cache)
             report["results"][str(size)] = {**measured, "build_s": build_s}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"search-latency-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    out = args.out or RESULTS / f"search-latency-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(json.dumps(report, indent=1))
 

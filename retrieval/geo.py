@@ -10,12 +10,13 @@ by well under 0.5 %, far below what separates two venues in a ranking.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Protocol
 
 from sqlalchemy import Engine, bindparam, text
 
 from retrieval.event_store import EventRow, EventStore
+from retrieval.records import Event
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -24,9 +25,11 @@ class GeoIndex(Protocol):
     """Distances to events, in kilometres."""
 
     def distances(
-        self, lat: float, lon: float, uids: Sequence[str], radius_km: float | None = None
+        self, lat: float, lon: float, events: Mapping[str, Event], radius_km: float | None = None
     ) -> dict[str, float]:
-        """uid → km for the events among `uids` with coordinates (within `radius_km` if given)."""
+        """uid → km for the `events` (by uid, as `EventStore.get` returns them) that have
+        coordinates, within `radius_km` if given. The search has read the candidates
+        already; reading them again cost a store query per search."""
         ...
 
 
@@ -39,16 +42,13 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 class HaversineGeoIndex:
-    """The embedded profile: coordinates from the event store, distance in Python."""
-
-    def __init__(self, events: EventStore) -> None:
-        self.events = events
+    """The embedded profile: the events' own coordinates, distance in Python."""
 
     def distances(
-        self, lat: float, lon: float, uids: Sequence[str], radius_km: float | None = None
+        self, lat: float, lon: float, events: Mapping[str, Event], radius_km: float | None = None
     ) -> dict[str, float]:
         found = {}
-        for uid, event in self.events.get(uids).items():
+        for uid, event in events.items():
             if event.lat is None or event.lon is None:
                 continue
             km = haversine_km(lat, lon, event.lat, event.lon)
@@ -80,12 +80,12 @@ class PostGISGeoIndex:
             )
 
     def distances(
-        self, lat: float, lon: float, uids: Sequence[str], radius_km: float | None = None
+        self, lat: float, lon: float, events: Mapping[str, Event], radius_km: float | None = None
     ) -> dict[str, float]:
-        if not uids:
+        if not events:
             return {}
         meters = None if radius_km is None else radius_km * 1000.0
-        params = {"lat": lat, "lon": lon, "uids": list(uids), "meters": meters}
+        params = {"lat": lat, "lon": lon, "uids": list(events), "meters": meters}
         with self.engine.connect() as conn:
             return {uid: float(km) for uid, km in conn.execute(_DISTANCES, params)}
 
@@ -94,4 +94,4 @@ def open_geo_index(events: EventStore) -> GeoIndex:
     """PostGIS when the event store is PostgreSQL, haversine otherwise."""
     if events.engine.dialect.name == "postgresql":
         return PostGISGeoIndex(events.engine)
-    return HaversineGeoIndex(events)
+    return HaversineGeoIndex()

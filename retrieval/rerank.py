@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from retrieval.settings import RetrievalSettings
 from retrieval.text import fold
 
 TIME_DECAY_DAYS = 14.0
+ONE_DAY = timedelta(days=1)
 
 _JOBS = re.compile(
     r"\b(recrut\w*|emploi|job|jobs|job dating|france travail|pole emploi|interim\w*|"
@@ -87,15 +88,29 @@ def _scaled(values: Sequence[float]) -> list[float]:
     return [1.0 if hi == lo else (v - lo) / (hi - lo) for v in values]
 
 
-def context_features(parsed: ParsedQuery, candidate: ScoredEvent) -> dict[str, float]:
-    """Place, time and job features, shared by every reranker."""
-    geo = 0.0
-    if parsed.near is not None and candidate.distance_km is not None:
-        geo = math.exp(-candidate.distance_km / (parsed.near.radius_km / 2))
-    wait = max((candidate.event.start - parsed.window.start) / timedelta(days=1), 0.0)
-    asks_jobs = mentions_jobs(parsed.terms)
-    job = 1.0 if not asks_jobs and is_job_session(candidate.event) else 0.0
-    return {"geo": geo, "time": math.exp(-wait / TIME_DECAY_DAYS), "job": job}
+@dataclass(frozen=True)
+class ContextFeatures:
+    """Place, time and job features, shared by every reranker. Made once per rerank from
+    the request, then asked per candidate (~100 of them per search)."""
+
+    geo_scale_km: float | None  # half the radius, when the request is "près de ..."
+    window_start: datetime
+    asks_jobs: bool
+
+    @classmethod
+    def of(cls, parsed: ParsedQuery) -> ContextFeatures:
+        near = parsed.near
+        scale = None if near is None else near.radius_km / 2
+        return cls(scale, parsed.window.start, mentions_jobs(parsed.terms))
+
+    def __call__(self, candidate: ScoredEvent) -> tuple[float, float, float]:
+        """(geo, time, job) of `candidate`."""
+        geo = 0.0
+        if self.geo_scale_km is not None and candidate.distance_km is not None:
+            geo = math.exp(-candidate.distance_km / self.geo_scale_km)
+        wait = max((candidate.event.start - self.window_start) / ONE_DAY, 0.0)
+        job = 1.0 if not self.asks_jobs and is_job_session(candidate.event) else 0.0
+        return geo, math.exp(-wait / TIME_DECAY_DAYS), job
 
 
 class FeatureReranker:
@@ -108,22 +123,22 @@ class FeatureReranker:
         s = self.settings
         dense = _scaled([c.dense for c in candidates])
         best_bm25 = max((c.bm25 for c in candidates), default=0.0) or 1.0
+        context = ContextFeatures.of(parsed)
         ranked = []
         for candidate, dense_scaled in zip(candidates, dense, strict=True):
-            features = {
-                "dense": dense_scaled if candidate.dense else 0.0,
-                "bm25": candidate.bm25 / best_bm25,
-                "title": candidate.lexical,
-                **context_features(parsed, candidate),
-            }
+            semantic = dense_scaled if candidate.dense else 0.0
+            bm25 = candidate.bm25 / best_bm25
+            geo, time, job = context(candidate)
             score = (
-                s.weight_dense * features["dense"]
-                + s.weight_bm25 * features["bm25"]
-                + s.weight_title * features["title"]
-                + s.weight_geo * features["geo"]
-                + s.weight_time * features["time"]
-                - s.job_penalty * features["job"]
+                s.weight_dense * semantic
+                + s.weight_bm25 * bm25
+                + s.weight_title * candidate.lexical
+                + s.weight_geo * geo
+                + s.weight_time * time
+                - s.job_penalty * job
             )
+            features = {"dense": semantic, "bm25": bm25, "title": candidate.lexical,
+                        "geo": geo, "time": time, "job": job}  # fmt: skip
             ranked.append(candidate.rescored(score, features))
         ranked.sort(key=lambda c: c.score, reverse=True)
         return ranked
@@ -170,14 +185,16 @@ class CrossEncoderReranker:
         pairs = [(parsed.text, c.event.passage()) for c in head]
         relevance = _scaled([float(x) for x in self.model.predict(pairs)])
         s = self.settings
+        context = ContextFeatures.of(parsed)
         ranked = []
         for candidate, rel in zip(head, relevance, strict=True):
-            features = {"cross_encoder": rel, **context_features(parsed, candidate)}
+            geo, time, job = context(candidate)
+            features = {"cross_encoder": rel, "geo": geo, "time": time, "job": job}
             score = (
                 (s.weight_dense + s.weight_bm25 + s.weight_title) * rel
-                + s.weight_geo * features["geo"]
-                + s.weight_time * features["time"]
-                - s.job_penalty * features["job"]
+                + s.weight_geo * geo
+                + s.weight_time * time
+                - s.job_penalty * job
             )
             ranked.append(candidate.rescored(score, features))
         ranked.sort(key=lambda c: c.score, reverse=True)
@@ -192,11 +209,11 @@ def _folded(text: str) -> str:
 
 def dedupe(ranked: Sequence[ScoredEvent]) -> list[ScoredEvent]:
     """Drop near-identical events (same folded title, city and start day), keeping the best."""
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, str, date]] = set()
     kept = []
     for candidate in ranked:
         event = candidate.event
-        key = (_folded(event.title), _folded(event.city), event.start.date().isoformat())
+        key = (_folded(event.title), _folded(event.city), event.start.date())
         if key not in seen:
             seen.add(key)
             kept.append(candidate)

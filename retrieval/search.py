@@ -89,22 +89,28 @@ def title_terms(event: Event) -> frozenset[str]:
     return frozenset(terms(event.title + " " + " ".join(event.keywords)))
 
 
-def title_match(
-    query_terms: Sequence[str],
-    in_title: AbstractSet[str],
-    idf: Mapping[str, float],
-    unseen_idf: float = 1.0,
-) -> float:
-    """IDF-weighted share of the query terms found in the title or keywords.
+@dataclass(frozen=True)
+class TitleMatch:
+    """IDF-weighted share of a request's theme words found in a title or keywords.
 
     A match on a rare word ("souterrain") counts more than on a common one ("visite"); a
-    word no title contains weighs `unseen_idf` (the rarest seen).
+    word no title contains weighs `unseen_idf` (the rarest seen). The weights are the
+    request's, computed once per search rather than once per candidate.
     """
-    if not query_terms:
-        return 0.0
-    weights = {t: idf.get(t, unseen_idf) for t in query_terms}
-    total = sum(weights.values()) or 1.0
-    return sum(w for t, w in weights.items() if t in in_title) / total
+
+    weights: dict[str, float]
+    total: float
+
+    @classmethod
+    def of(
+        cls, query_terms: Sequence[str], idf: Mapping[str, float], unseen_idf: float = 1.0
+    ) -> TitleMatch:
+        weights = {t: idf.get(t, unseen_idf) for t in query_terms}
+        return cls(weights, sum(weights.values()) or 1.0)
+
+    def share(self, in_title: AbstractSet[str]) -> float:
+        """0 for a request with no theme words."""
+        return sum(w for t, w in self.weights.items() if t in in_title) / self.total
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,7 @@ class Retriever:
         self.vectors = vectors
         self.events = events
         self.reranker: Reranker = reranker or FeatureReranker(settings)
-        self.geo: GeoIndex = geo or HaversineGeoIndex(events)
+        self.geo: GeoIndex = geo or HaversineGeoIndex()
         self._cities: list[str] | None = None
         self._titles: TitleIndex | None = None
         self._memory: MemoryIndex | None = None
@@ -304,15 +310,16 @@ class Retriever:
         distances: dict[str, float] = {}
         if parsed.near is not None:
             near = parsed.near
-            distances = self.geo.distances(near.lat, near.lon, list(stored), near.radius_km)
+            distances = self.geo.distances(near.lat, near.lon, stored, near.radius_km)
         exclude_jobs = not mentions_jobs(parsed.terms)
+        match = TitleMatch.of(parsed.terms, titles.idf, titles.unseen_idf)
         scored = []
         for uid, event in stored.items():
             if parsed.near is not None and uid not in distances:
                 continue
             if exclude_jobs and is_job_session(event):
                 continue  # job-centre sessions are not outings (docs/adr/0005)
-            share = title_match(parsed.terms, titles.of(event), titles.idf, titles.unseen_idf)
+            share = match.share(titles.of(event))
             scored.append(
                 ScoredEvent(
                     event=event,
