@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -114,7 +113,7 @@ class MemoryIndex:
         self.lexical = lexical
         self.dense_penalty = dense_penalty
         self.generation = generation
-        self._filter_mask = lru_cache(maxsize=MASK_CACHE)(self._compute_mask)
+        self._masks: dict[CandidateFilter, Mask] = {}  # see `_mask`
 
     @classmethod
     def load(cls, store: MilvusVectorStore) -> MemoryIndex:
@@ -143,16 +142,20 @@ class MemoryIndex:
         )
 
     def _mask(self, where: CandidateFilter | None) -> Mask:
-        """The events `where` lets through, remembered (`MASK_CACHE` filters): the dense and
-        the BM25 side of a search read the same filter, and a repeated question reads it
-        again; matching the cities' strings took ~0.1 ms each time at 5k events."""
+        """The events `where` lets through, remembered for the last `MASK_CACHE` filters:
+        the dense and the BM25 side of a search read the same filter, and matching the
+        cities' strings took ~0.1 ms each time at 5k events. A plain dict, emptied when
+        full: an `lru_cache` on the instance would make a reference cycle, and `puls serve`
+        freezes the heap once warm, so a replaced index would never be freed."""
         if where is None:
             return np.ones(len(self.uids), dtype=bool)
-        return self._filter_mask(where)
-
-    def _compute_mask(self, where: CandidateFilter) -> Mask:
-        mask = where.mask(self.columns)
-        mask.setflags(write=False)  # shared by every search with this filter
+        mask = self._masks.get(where)
+        if mask is None:
+            mask = where.mask(self.columns)
+            mask.setflags(write=False)  # shared by every search with this filter
+            if len(self._masks) >= MASK_CACHE:
+                self._masks.clear()
+            self._masks[where] = mask
         return mask
 
     def search(
