@@ -35,8 +35,6 @@ FILTER_FIELDS = ["start_ts", "end_ts", "city_key", "dept", "lat", "lon"]
 # Copying a row out of the vector matrix costs about 7 times reading it in one matrix-vector
 # product (100k × 384 here: 42 ms against 6 ms): below 1/7 of the rows, copy them.
 GATHER_COST = 7
-# filters whose masks are kept (one bool per event: 5 KB each at 5k events, 100 KB at 100k)
-MASK_CACHE = 64
 
 
 @dataclass(frozen=True)
@@ -113,7 +111,6 @@ class MemoryIndex:
         self.lexical = lexical
         self.dense_penalty = dense_penalty
         self.generation = generation
-        self._masks: dict[CandidateFilter, Mask] = {}  # see `_mask`
 
     @classmethod
     def load(cls, store: MilvusVectorStore) -> MemoryIndex:
@@ -142,21 +139,9 @@ class MemoryIndex:
         )
 
     def _mask(self, where: CandidateFilter | None) -> Mask:
-        """The events `where` lets through, remembered for the last `MASK_CACHE` filters:
-        the dense and the BM25 side of a search read the same filter, and matching the
-        cities' strings took ~0.1 ms each time at 5k events. A plain dict, emptied when
-        full: an `lru_cache` on the instance would make a reference cycle, and `puls serve`
-        freezes the heap once warm, so a replaced index would never be freed."""
         if where is None:
             return np.ones(len(self.uids), dtype=bool)
-        mask = self._masks.get(where)
-        if mask is None:
-            mask = where.mask(self.columns)
-            mask.setflags(write=False)  # shared by every search with this filter
-            if len(self._masks) >= MASK_CACHE:
-                self._masks.clear()
-            self._masks[where] = mask
-        return mask
+        return where.mask(self.columns)
 
     def search(
         self, vector: Vectors, limit: int, where: CandidateFilter | None = None
