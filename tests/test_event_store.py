@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -116,6 +117,42 @@ def test_a_held_copy_reads_one_row_per_get_until_the_store_changes(store: EventS
     statements.clear()
     assert set(store.get(["0", "1"])) == {"0", "1"}
     assert [s for s in statements if "events_version" not in s] == [], statements
+
+
+def test_a_held_sqlite_copy_runs_one_statement_per_get(tmp_path: Path) -> None:
+    """Every statement SQLite itself runs, the pool's own included: no ping on checkout."""
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+    store.upsert([make_event(str(i)) for i in range(3)])
+    store.hold_in_memory()
+    store.engine.dispose()  # new connections, traced from their first statement
+    statements: list[str] = []
+
+    @sqlalchemy.event.listens_for(store.engine, "connect")
+    def trace(dbapi_connection: sqlite3.Connection, record: object) -> None:
+        dbapi_connection.set_trace_callback(statements.append)
+
+    for _ in range(3):
+        assert set(store.get(["0", "2"])) == {"0", "2"}
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 3 and all("events_version" in s for s in reads), statements
+    store.close()
+
+
+def test_a_postgres_connection_dropped_by_the_server_is_replaced(postgres_url: str) -> None:
+    """Servers drop idle connections (restarts, proxies): the pool pings on checkout."""
+    store = EventStore(postgres_url)
+    store.upsert([make_event("1")])
+    store.hold_in_memory()
+    assert set(store.get(["1"])) == {"1"}  # the pool now holds one connection
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :db"),
+            {"db": postgres_url.rsplit("/", 1)[1]},
+        )
+    admin.dispose()
+    assert set(store.get(["1"])) == {"1"}
+    store.close()
 
 
 def test_a_store_made_before_the_version_gets_it(store: EventStore) -> None:
