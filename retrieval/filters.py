@@ -9,6 +9,7 @@ fields of each event, so both select the same events (tests/test_memory_index.py
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,13 +19,38 @@ Mask = NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
+class Codes:
+    """A string column as integer codes. A request's places are then matched by comparing
+    integers: at 5k events, 0.1-0.15 ms a mask compared as strings, and a search builds
+    two or three masks."""
+
+    codes: NDArray[np.int32]
+    vocabulary: dict[str, int]
+
+    @classmethod
+    def of(cls, values: Sequence[str]) -> Codes:
+        vocabulary: dict[str, int] = {}
+        codes = [vocabulary.setdefault(value, len(vocabulary)) for value in values]
+        return cls(np.array(codes, dtype=np.int32), vocabulary)
+
+    def one_of(self, values: Sequence[str]) -> Mask:
+        """The rows holding any of `values`."""
+        keep = np.zeros(len(self.codes), dtype=bool)
+        for value in values:
+            code = self.vocabulary.get(value)
+            if code is not None:
+                keep |= self.codes == code
+        return keep
+
+
+@dataclass(frozen=True)
 class FilterColumns:
     """An index's copy of the filter fields, one row per event (`lat`/`lon` NaN when unknown)."""
 
     start_ts: NDArray[np.int64]
     end_ts: NDArray[np.int64]
-    city_key: NDArray[np.str_]
-    dept: NDArray[np.str_]
+    city_key: Codes
+    dept: Codes
     lat: NDArray[np.float64]
     lon: NDArray[np.float64]
 
@@ -67,7 +93,7 @@ class CandidateFilter:
         if self.end_ts is not None:
             keep &= columns.start_ts < self.end_ts
         if self.cities or self.departments:
-            keep &= np.isin(columns.city_key, self.cities) | np.isin(columns.dept, self.departments)
+            keep &= columns.city_key.one_of(self.cities) | columns.dept.one_of(self.departments)
         if self.box is not None:
             lat_min, lat_max, lon_min, lon_max = self.box
             with np.errstate(invalid="ignore"):

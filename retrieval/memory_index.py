@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from retrieval.embedder import Vectors
-from retrieval.filters import CandidateFilter, FilterColumns, Mask
+from retrieval.filters import CandidateFilter, Codes, FilterColumns, Mask
 from retrieval.text import terms
 from retrieval.vector_store import BM25_B, BM25_K1, Hit, MilvusVectorStore
 
@@ -204,8 +204,8 @@ def _columns(events: list[dict[str, object]]) -> FilterColumns:
     return FilterColumns(
         start_ts=np.array([row["start_ts"] for row in events], dtype=np.int64),
         end_ts=np.array([row["end_ts"] for row in events], dtype=np.int64),
-        city_key=np.array([row["city_key"] for row in events], dtype=np.str_),
-        dept=np.array([row["dept"] for row in events], dtype=np.str_),
+        city_key=Codes.of([str(row["city_key"]) for row in events]),
+        dept=Codes.of([str(row["dept"]) for row in events]),
         lat=floats("lat"),
         lon=floats("lon"),
     )

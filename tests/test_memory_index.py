@@ -66,6 +66,7 @@ def filters() -> list[CandidateFilter | None]:
         CandidateFilter(ts),
         CandidateFilter(ts, ts + week),
         CandidateFilter(ts, cities=("lyon",)),
+        CandidateFilter(ts, cities=("lyon", "nowhere", "die")),
         CandidateFilter(ts, ts + 4 * week, departments=("26",)),
         CandidateFilter(ts, cities=("paris",), departments=("26",)),
         CandidateFilter(ts - week, box=(44.5, 45.5, 3.5, 4.5)),
