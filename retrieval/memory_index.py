@@ -108,9 +108,6 @@ class MemoryIndex:
         self.chunk_vectors = chunk_vectors
         self.chunk_events = chunk_events
         self.chunk_numbers = chunk_numbers
-        # what a description chunk's score loses (chunk 0 is the title and keywords)
-        penalty = np.where(chunk_numbers > 0, dense_penalty, 0.0)
-        self.chunk_penalty: NDArray[np.float32] = penalty.astype(np.float32)
         self.lexical = lexical
         self.dense_penalty = dense_penalty
         self.generation = generation
@@ -160,16 +157,15 @@ class MemoryIndex:
             scores = self.chunk_vectors[rows] @ query  # few rows pass: copy just those
         else:
             scores = (self.chunk_vectors @ query)[rows]
-        scores -= self.chunk_penalty[rows]
+        numbers = self.chunk_numbers[rows]
+        scores = np.where(numbers > 0, scores - self.dense_penalty, scores)
         owners = self.chunk_events[rows]
         best = np.full(len(self.uids), -np.inf, dtype=np.float32)
         np.maximum.at(best, owners, scores)
-        top = self._top_rows(best.astype(np.float64), np.isfinite(best), limit)
-        chunks = _winning_chunks(owners, scores, self.chunk_numbers[rows], top, best[top])
-        return [
-            Hit(self.uids[i], float(best[i]), int(chunk))
-            for i, chunk in zip(top, chunks, strict=True)
-        ]
+        winning = scores == best[owners]
+        chunk_of = np.zeros(len(self.uids), dtype=np.int64)
+        chunk_of[owners[winning][::-1]] = numbers[winning][::-1]  # the lowest chunk on a tie
+        return self._top(best.astype(np.float64), np.isfinite(best), limit, chunk_of)
 
     def search_lexical(
         self, query: str, limit: int, where: CandidateFilter | None = None
@@ -179,36 +175,24 @@ class MemoryIndex:
         if not query_terms:
             return []
         scores = self.lexical.scores(query_terms)
-        top = self._top_rows(scores, (scores > 0) & self._mask(where), limit)
-        return [Hit(self.uids[i], float(scores[i])) for i in top]
+        return self._top(scores, (scores > 0) & self._mask(where), limit)
 
-    @staticmethod
-    def _top_rows(scores: NDArray[np.float64], keep: Mask, limit: int) -> NDArray[np.intp]:
+    def _top(
+        self,
+        scores: NDArray[np.float64],
+        keep: Mask,
+        limit: int,
+        chunk_of: NDArray[np.int64] | None = None,
+    ) -> list[Hit]:
         """The `limit` best kept rows, best first (ties: the smaller uid first)."""
         rows = np.flatnonzero(keep)
         if rows.size > limit:
             rows = rows[np.argpartition(-scores[rows], limit - 1)[:limit]]
-        return rows[np.lexsort((rows, -scores[rows]))]
-
-
-def _winning_chunks(
-    owners: NDArray[np.int64],
-    scores: NDArray[np.float32],
-    numbers: NDArray[np.int64],
-    events: NDArray[np.intp],
-    best: NDArray[np.float32],
-) -> NDArray[np.int64]:
-    """The chunk that gave each of `events` its `best` score, the lowest on a tie. Rows are
-    sorted by event, then chunk, so an event's rows are one run of `owners`; only the hits'
-    runs are read (marking every event's winner was a tenth of a search)."""
-    start = np.searchsorted(owners, events, side="left")
-    stop = np.searchsorted(owners, events, side="right")
-    chunks = np.full(len(events), -1, dtype=np.int64)
-    for offset in range(int((stop - start).max(initial=0))):
-        at = np.minimum(start + offset, len(owners) - 1)
-        won = (chunks < 0) & (start + offset < stop) & (scores[at] == best)
-        chunks[won] = numbers[at[won]]
-    return chunks
+        rows = rows[np.lexsort((rows, -scores[rows]))]
+        return [
+            Hit(self.uids[i], float(scores[i]), 0 if chunk_of is None else int(chunk_of[i]))
+            for i in rows
+        ]
 
 
 def _columns(events: list[dict[str, object]]) -> FilterColumns:
