@@ -154,7 +154,8 @@ class EventStore:
 
     def __init__(self, url: str) -> None:
         # A server drops idle connections, so they are pinged on checkout; a SQLite file
-        # connection cannot go stale, and the ping was a third of a held-copy `get`.
+        # connection cannot go stale, and the ping was a statement more on every `get` of
+        # the held copy (its version read: 0.39 ms with it, 0.25 ms without, here).
         server = make_url(url).get_backend_name() != "sqlite"
         self.engine: Engine = create_engine(url, pool_pre_ping=server)
         Base.metadata.create_all(self.engine)

@@ -21,8 +21,8 @@ Mask = NDArray[np.bool_]
 @dataclass(frozen=True)
 class Codes:
     """A string column as integer codes. A request's places are then matched by comparing
-    integers: at 5k events, 0.1-0.15 ms a mask compared as strings, and a search builds
-    two or three masks."""
+    integers: at 5k events a place mask took 0.23-0.32 ms with string compares and takes
+    0.05-0.12 ms with codes, and a search builds two or three masks."""
 
     codes: NDArray[np.int32]
     vocabulary: dict[str, int]
