@@ -143,6 +143,16 @@ class RemoteServer:
         self.stop()
         raise TimeoutError(f"puls not ready after {self.start_timeout_s} s")
 
+    def terminate(self, timeout_s: float = 90) -> int:
+        """SIGTERM `puls serve` alone, as a service manager or `timeout` would, and wait for
+        it to exit; its exit code. `stop` then ends whatever it left."""
+        self.process.terminate()
+        return self.process.wait(timeout=timeout_s)
+
+    def output(self) -> str:
+        """What the server printed so far."""
+        return Path(self.log.name).read_text(errors="replace")
+
     def stop(self) -> None:
         """SIGTERM the server's process group (graceful drain), SIGKILL it after 60 s."""
         try:

@@ -232,7 +232,9 @@ def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[
 @pytest.mark.slow
 def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> None:
     """With PULS_LLM_URL (vLLM's server in the gpu profile; llama.cpp's own server here) no
-    LLM deployment relays the chunks: the ingress streams from the engine itself."""
+    LLM deployment relays the chunks: the ingress streams from the engine itself. A SIGTERM
+    to `puls serve` then shuts Serve down within its wait (serving/ray_start.py)."""
+    exit_code = None
     with llama_cpp_server() as url:
         # and HAProxy in place of Serve's Python proxy (PULS_RAY_HAPROXY, the default)
         env = puls_env(ingested, PULS_LLM_URL=url, PULS_LLM_MODEL="gemma")
@@ -247,10 +249,14 @@ def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> No
             haproxy = [p.cmdline() for p in processes if p.name() == "haproxy"]
             haproxy = [c for c in haproxy if "-f" in c]  # not one caught starting or exiting
         finally:
-            remote.stop()
-            for leftover in processes:  # in case the stop above did not end them
-                if leftover.is_running():
-                    leftover.kill()
+            try:
+                exit_code = remote.terminate()
+            finally:
+                remote.stop()
+                for leftover in processes:  # in case the stops above did not end them
+                    if leftover.is_running():
+                        leftover.kill()
+    assert exit_code == 0 and "Controller failed to shut down" not in remote.output()
     # its files in a directory of this stack's own (serving/ray_start.py `haproxy_env`)
     configs = [Path(c[c.index("-f") + 1]) for c in haproxy]
     assert configs and all(c.parent.parent == haproxy_dir(remote.port) for c in configs)

@@ -84,7 +84,8 @@ def test_ray_reads_the_serve_variables_puls_sets(haproxy: bool) -> None:
     script = (
         "from ray.serve._private import constants as c; "
         "print(c.RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD, c.RAY_SERVE_ENABLE_HA_PROXY, "
-        "c.RAY_SERVE_PROXY_USE_GRPC, c.RAY_SERVE_HAPROXY_CONFIG_FILE_LOC, "
+        "c.RAY_SERVE_PROXY_USE_GRPC, c.RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S, "
+        "c.RAY_SERVE_HAPROXY_CONFIG_FILE_LOC, "
         "c.RAY_SERVE_HAPROXY_SOCKET_PATH, c.RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH, "
         "c.RAY_SERVE_HAPROXY_SERVER_STATE_FILE, c.RAY_SERVE_HAPROXY_STATS_PORT, "
         "c.RAY_SERVE_HAPROXY_METRICS_PORT, c.RAY_SERVE_FALLBACK_PROXY_HTTP_PORT)"
@@ -95,9 +96,10 @@ def test_ray_reads_the_serve_variables_puls_sets(haproxy: bool) -> None:
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
-    flags, files, ports = out.stdout.split()[:3], out.stdout.split()[3:7], out.stdout.split()[7:]
-    # gRPC from Serve's proxy to the replica; with HAProxy there is no such proxy
-    assert flags == ["False", str(haproxy), str(not haproxy)]
+    flags, files, ports = out.stdout.split()[:4], out.stdout.split()[4:8], out.stdout.split()[8:]
+    # gRPC from Serve's proxy to the replica; with HAProxy there is no such proxy, and the
+    # ingress replica's drain holds 2 s, not Ray's 30 s, before it waits for its requests
+    assert flags == ["False", str(haproxy), str(not haproxy), "2.0" if haproxy else "30.0"]
     ours = str(haproxy_dir(8080))
     assert all(path.startswith(ours + "/") for path in files) == haproxy
     if haproxy:  # free ports where Ray's processes do not listen (serving/ray_start.py)
