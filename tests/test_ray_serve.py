@@ -4,6 +4,7 @@ testing mode, in-process), and real `serve.run`s answering over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import shutil
 import subprocess
@@ -199,6 +200,19 @@ def _descendants(remote: RemoteServer) -> list[psutil.Process]:
     return psutil.Process(remote.process.pid).children(recursive=True)
 
 
+def _commands(processes: list[psutil.Process]) -> list[tuple[str, list[str]]]:
+    """(name, command line) of those of `processes` still running. HAProxy's reloads start
+    and end processes while a test reads them: CI met one that was gone before its name
+    was read."""
+    commands = []
+    for process in processes:
+        try:
+            commands.append((process.name(), process.cmdline()))
+        except psutil.NoSuchProcess:
+            continue
+    return commands
+
+
 @pytest.mark.slow
 def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[Path]) -> None:
     """The whole graph of the gpu profile: Ingress → LLM and Ingress → Embedder (0 CPUs
@@ -217,7 +231,7 @@ def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[
         client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
         r = client.chat.completions.create(**JAZZ_REQUEST)  # type: ignore[call-overload]
         pieces = _streamed(client)
-        names = {p.name() for p in _descendants(remote)}
+        names = {name for name, _ in _commands(_descendants(remote))}
     finally:
         remote.stop()
     assert "haproxy" not in names
@@ -246,7 +260,7 @@ def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> No
             client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
             text = "".join(_streamed(client))
             processes = _descendants(remote)
-            haproxy = [p.cmdline() for p in processes if p.name() == "haproxy"]
+            haproxy = [c for name, c in _commands(processes) if name == "haproxy"]
             haproxy = [c for c in haproxy if "-f" in c]  # not one caught starting or exiting
         finally:
             try:
@@ -254,7 +268,7 @@ def test_on_ray_a_remote_engine_is_called_from_the_ingress(ingested: Path) -> No
             finally:
                 remote.stop()
                 for leftover in processes:  # in case the stops above did not end them
-                    if leftover.is_running():
+                    with contextlib.suppress(psutil.NoSuchProcess):
                         leftover.kill()
     assert exit_code == 0 and "Controller failed to shut down" not in remote.output()
     # its files in a directory of this stack's own (serving/ray_start.py `haproxy_env`)
