@@ -324,5 +324,9 @@ def run(settings: Settings, host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
+    # The app first: its replicas drain while HAProxy (or Serve's proxy) still runs. A bare
+    # `serve.shutdown()` stops the proxies at once, and cut a stream in flight 0.05 s after
+    # the SIGTERM (0.14 s behind Serve's proxy).
+    serve.delete(APP_NAME)
     serve.shutdown()
     ray.shutdown()

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -43,7 +47,14 @@ from serving.deployments import (
 )
 from serving.ray_start import haproxy_dir, ray_serve_env
 from serving.settings import ServingSettings
-from tests.conftest import RemoteServer, free_port, ingested_uids, puls_env, run_puls
+from tests.conftest import (
+    RemoteServer,
+    free_port,
+    ingested_uids,
+    loopback_server,
+    puls_env,
+    run_puls,
+)
 from tests.conftest_api import llama_cpp_server
 from tests.test_cross_encoder import NOW, candidate
 from tests.test_deploy_config import _of_kind, _render_chart
@@ -213,6 +224,45 @@ def _commands(processes: list[psutil.Process]) -> list[tuple[str, list[str]]]:
     return commands
 
 
+SLOW_WORDS = (" des", " concerts", " de", " jazz", " à", " Paris", " en", " juin")
+
+
+@contextmanager
+def slow_engine(seconds_per_word: float) -> Iterator[str]:
+    """A loopback engine speaking OpenAI's streamed completions (as vLLM's server does) that
+    sends `SLOW_WORDS` one by one, `seconds_per_word` apart; the warm-up's at once."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # the body ends when the connection closes
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self._start("application/json")
+            self.wfile.write(json.dumps({"data": [{"id": "gemma"}]}).encode())
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            pause = 0.0 if body["prompt"] == "Bonjour" else seconds_per_word  # the warm-up
+            self._start("text/event-stream")
+            for i, word in enumerate(SLOW_WORDS):
+                time.sleep(pause)
+                last = i == len(SLOW_WORDS) - 1
+                choice = {"text": word, "finish_reason": "stop" if last else None}
+                self.wfile.write(f"data: {json.dumps({'choices': [choice]})}\n\n".encode())
+                self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+
+        def _start(self, kind: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with loopback_server(Handler) as url:
+        yield f"{url}/v1"
+
+
 @pytest.mark.slow
 def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[Path]) -> None:
     """The whole graph of the gpu profile: Ingress → LLM and Ingress → Embedder (0 CPUs
@@ -241,6 +291,31 @@ def test_puls_serve_on_ray_answers_over_http(ingested: Path, sample_files: list[
     assert citations and {c["uid"] for c in citations} <= ingested_uids(sample_files)
     assert "jazz" in citations[0]["title"].lower()
     assert len(pieces) > 3 and "".join(pieces).startswith("Voici")
+
+
+@pytest.mark.slow
+def test_on_ray_a_sigterm_lets_the_streams_in_flight_finish(ingested: Path) -> None:
+    """`puls serve --ray` told to stop while a stream is generating: the stream still gets
+    every word and its end, then the stack exits cleanly. The engine takes ~4 s, past the
+    2 s the ingress replica stays reachable (serving/ray_start.py), and HAProxy stays up
+    until the app is gone (serving/deployments.py `run`)."""
+    with slow_engine(seconds_per_word=0.5) as url:
+        env = puls_env(ingested, PULS_LLM_URL=url, PULS_LLM_MODEL="gemma")
+        remote = RemoteServer(env, ray=True, start_timeout_s=300)
+        pieces: list[str] = []
+        try:
+            client = OpenAI(base_url=f"{remote.url}/v1", api_key="local", max_retries=0)
+            stream = client.chat.completions.create(**JAZZ_REQUEST, stream=True)  # type: ignore[call-overload]
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    pieces.append(chunk.choices[0].delta.content)
+                    if len(pieces) == 2:  # "Voici" and the first word
+                        remote.process.terminate()
+            exit_code = remote.process.wait(timeout=90)
+        finally:
+            remote.stop()
+    assert "".join(SLOW_WORDS) in "".join(pieces)
+    assert exit_code == 0 and "Controller failed to shut down" not in remote.output()
 
 
 @pytest.mark.slow
