@@ -318,11 +318,14 @@ def run(settings: Settings, host: str, port: int) -> None:
             include_dashboard=False, runtime_env={"env_vars": env}, logging_level=logging.WARNING
         )
     )
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+    # Ours after Ray's own (ray.init installs one that dies on SIGTERM), and before the app:
+    # /readyz answers through HAProxy before `serve.run` returns, and a SIGTERM in between
+    # killed the driver with nothing stopped.
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
     stop.wait()
     # The app first: its replicas drain while HAProxy (or Serve's proxy) still runs. A bare
     # `serve.shutdown()` stops the proxies at once, and cut a stream in flight 0.05 s after
