@@ -16,9 +16,8 @@ target reads ("stack overhead ≤ 5 % of TTFT, ≤ 30 ms p95"):
     p95           every run's p95 TTFT overhead ≤ 30 ms
 
 Runs are grouped by engine, stack, the stack's settings (`--set`, or an `environment` the file
-names) and `--settle-ms`; a group that differs from the default is reported apart and
-decides nothing. Prints one JSON object and,
-with `--out`, writes it there.
+names) and `--settle-ms`; a group that differs from the default is reported apart and decides
+nothing. Prints one JSON object and, with `--out`, writes it there.
 """
 
 from __future__ import annotations
