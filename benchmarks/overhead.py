@@ -69,6 +69,9 @@ TOP_P = 0.9  # the stack's default; sent to the raw engine too
 TARGET_RATIO = 0.05
 TARGET_P95_MS = 30.0
 BOOTSTRAP_SAMPLES = 2000
+# What a result's settings.engine says (benchmarks/overhead_summary.py groups runs by it).
+LLAMA_ENGINE = "llama-cpp-python server, packaged Gemma-3-270M Q4_K_M"
+INSTANT_ENGINE = "benchmarks/instant_engine.py (no model: answers at once)"
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], name: str) -> None:
@@ -472,10 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     raw_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
                "--port", str(raw_port), "--interrupt_requests", "False",
                "--n_ctx", "2048"]  # fmt: skip
-    engine = "llama-cpp-python server, packaged Gemma-3-270M Q4_K_M"
+    engine = LLAMA_ENGINE
     if args.engine == "instant":
         raw_cmd = [sys.executable, "-m", "benchmarks.instant_engine", "--port", str(raw_port)]
-        engine = "benchmarks/instant_engine.py (no model: answers at once)"
+        engine = INSTANT_ENGINE
     mode = "--ray" if args.ray else "--no-ray"
     stack_cmd = [sys.executable, "-m", "puls", "serve", mode, "--port", str(stack_port)]
     with (

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.overhead import TARGET_P95_MS, TARGET_RATIO
+from benchmarks.overhead import INSTANT_ENGINE, LLAMA_ENGINE, TARGET_P95_MS, TARGET_RATIO
 
 STACKS = ("--no-ray", "--ray")
+ENGINES = {INSTANT_ENGINE: "instant", LLAMA_ENGINE: "llama"}
 
 
 class SummaryError(ValueError):
@@ -58,7 +59,7 @@ class Run:
             settings = run["settings"]
             stack = settings["stack"].rsplit(" ", 1)[-1]
             parsed = cls(
-                engine="instant" if "instant" in settings["engine"] else "llama",
+                engine=ENGINES.get(settings["engine"], ""),
                 stack=stack,
                 settings=_settings_key(settings),
                 overhead_mean_ms=float(run["overhead"]["ttft_mean_ms"]),
@@ -69,6 +70,8 @@ class Run:
             raise SummaryError(f"{path}: not a benchmarks/overhead.py result ({exc!r})") from None
         if stack not in STACKS:
             raise SummaryError(f"{path}: unknown stack {settings['stack']!r}")
+        if not parsed.engine:
+            raise SummaryError(f"{path}: unknown engine {settings['engine']!r}")
         return parsed
 
 

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.overhead import summarise
+from benchmarks.overhead import INSTANT_ENGINE, LLAMA_ENGINE, summarise
 from benchmarks.overhead_summary import SummaryError, main, summarise_runs
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
-ENGINES = {
-    "instant": "benchmarks/instant_engine.py (no model: answers at once)",
-    "llama": "llama-cpp-python server, packaged Gemma-3-270M Q4_K_M",
-}
+ENGINES = {"instant": INSTANT_ENGINE, "llama": LLAMA_ENGINE}
 
 
 def _run_file(
@@ -41,7 +38,7 @@ def _run_file(
             "stack": f"puls serve {stack}",
             "settle_ms": 0.0,
             "stack_settings": stack_settings or {},
-        },  # fmt: skip
+        },
         **summarise({"rows": rows, "stages": {}}),
     }
     path = folder / f"{name}.json"
@@ -124,6 +121,12 @@ def test_the_command_line_names_a_bad_file_in_one_line(
     assert err.startswith("overhead_summary: ") and str(notes) in err and "\n" not in err
     assert main([str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+    other = _run_file(tmp_path, "other", "llama", "--no-ray", [100.0], 3.0)
+    report = json.loads(other.read_text(encoding="utf-8"))
+    report["settings"]["engine"] = "a vLLM server"  # no engine this summary knows
+    other.write_text(json.dumps(report), encoding="utf-8")
+    assert main([str(other)]) == 2
+    assert "unknown engine 'a vLLM server'" in capsys.readouterr().err
 
 
 def test_the_committed_runs_of_one_machine_are_read(tmp_path: Path) -> None:
